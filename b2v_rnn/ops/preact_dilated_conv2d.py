@@ -1,0 +1,138 @@
+"""Pre-activation dilated convolution: per-channel affine, ReLU and a dilated conv, fused.
+
+Contract
+--------
+``preact_dilated_conv2d(x, scale, shift, weight, bias=None, dilation=1, padding=None)``
+computes::
+
+    conv2d(relu(x * scale[:, :, None, None] + shift[:, :, None, None]),
+           weight, bias, padding=padding, dilation=dilation)
+
+- ``x``: (B, C, H, W).
+- ``scale``, ``shift``: (B, C), one affine pair per sample and channel. An InstanceNorm
+  with affine parameters (γ, β) folds into ``scale = γ / sqrt(var + eps)`` and
+  ``shift = β − mean · scale`` (see :class:`PreActDilatedConv2d`).
+- ``weight``: (K, C, kh, kw); ``bias``: (K,) or None.
+- ``dilation`` ≥ 1; ``padding`` ≥ 0, by default ``dilation · (kh − 1) / 2`` ("same"
+  size for odd kernels; ``= dilation`` for the 3×3 kernels of the model).
+- result: (B, K, H + 2·padding − dilation·(kh − 1), W + 2·padding − dilation·(kw − 1)).
+  Stride is 1; padding is zero *after* the activation, exactly as in the eager chain.
+
+The fused kernels apply the affine and the ReLU while gathering the convolution's
+input, so the normalised/activated tensor is never written to memory in the forward
+pass (DESIGN §4.2). :func:`preact_dilated_conv2d_reference` is the specification.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import _loader
+from ._checks import check_conv_args, check_same
+
+
+def preact_dilated_conv2d_reference(
+    x: Tensor,
+    scale: Tensor,
+    shift: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    dilation: int = 1,
+    padding: int | None = None,
+) -> Tensor:
+    """The eager chain that defines :func:`preact_dilated_conv2d` (same arguments)."""
+    if padding is None:
+        padding = same_padding(weight, dilation)
+    activated = F.relu(x * scale[:, :, None, None] + shift[:, :, None, None])
+    return F.conv2d(activated, weight, bias, padding=padding, dilation=dilation)
+
+
+def same_padding(weight: Tensor, dilation: int) -> int:
+    return dilation * (weight.shape[-1] - 1) // 2
+
+
+def _check_args(x, scale, shift, weight, bias, dilation, padding) -> None:
+    op = "preact_dilated_conv2d"
+    if not isinstance(dilation, int) or dilation < 1:
+        raise ValueError(f"{op}: dilation must be an int >= 1, got {dilation!r}")
+    check_conv_args(op, x, weight, bias, padding)
+    batch, channels = x.shape[:2]
+    for name, affine in (("scale", scale), ("shift", shift)):
+        check_same(op, name, affine, x)
+        if affine.shape != (batch, channels):
+            raise ValueError(
+                f"{op}: {name} must have shape (B, C) = ({batch}, {channels}), got {tuple(affine.shape)}"
+            )
+    if weight.shape[1] != channels:
+        raise ValueError(f"{op}: weight has {weight.shape[1]} input channels but x has {channels}")
+
+
+def preact_dilated_conv2d(
+    x: Tensor,
+    scale: Tensor,
+    shift: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    dilation: int = 1,
+    padding: int | None = None,
+) -> Tensor:
+    """Fused ``conv2d(relu(x·scale + shift), weight, bias, dilation)``; see the module doc."""
+    if padding is None and weight.dim() == 4:
+        padding = same_padding(weight, dilation)
+    _check_args(x, scale, shift, weight, bias, dilation, padding)
+    if _loader.backend() == "reference":
+        return preact_dilated_conv2d_reference(x, scale, shift, weight, bias, dilation, padding)
+    return torch.ops.b2v_rnn.preact_dilated_conv2d(x, scale, shift, weight, bias, dilation, padding)
+
+
+def instance_norm_affine(x: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """InstanceNorm(affine) of x (B, C, H, W) folded into per-(sample, channel) scale, shift (B, C).
+
+    Statistics are always those of the current input (no running statistics: with tracked
+    statistics the network would normalise by stale values, DESIGN §7's pitfall).
+    """
+    var, mean = torch.var_mean(x.float(), dim=(2, 3), unbiased=False)
+    scale = gamma.float() * torch.rsqrt(var + eps)
+    shift = beta.float() - mean * scale
+    return scale.to(x.dtype), shift.to(x.dtype)
+
+
+class PreActDilatedConv2d(nn.Module):
+    """InstanceNorm2d(affine) → ReLU → dilated Conv2d, as one fused op.
+
+    Maps (B, in_channels, H, W) to (B, out_channels, H', W') with "same" padding by default.
+    The normalisation statistics are computed here (cheap reductions); the normalise,
+    activate and convolve steps run fused.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        padding: int | None = None,
+        bias: bool = True,
+        eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        if dilation < 1:
+            raise ValueError(f"PreActDilatedConv2d: dilation must be >= 1, got {dilation}")
+        self.norm_weight = nn.Parameter(torch.ones(in_channels))
+        self.norm_bias = nn.Parameter(torch.zeros(in_channels))
+        template = nn.Conv2d(in_channels, out_channels, kernel_size, bias=bias)
+        self.weight = template.weight
+        self.bias = template.bias
+        self.dilation = dilation
+        self.padding = dilation * (kernel_size - 1) // 2 if padding is None else padding
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale, shift = instance_norm_affine(x, self.norm_weight, self.norm_bias, self.eps)
+        return preact_dilated_conv2d(x, scale, shift, self.weight, self.bias, self.dilation, self.padding)
+
+    def extra_repr(self) -> str:
+        k, c = self.weight.shape[:2]
+        return f"{c}, {k}, kernel={tuple(self.weight.shape[2:])}, dilation={self.dilation}, padding={self.padding}"
