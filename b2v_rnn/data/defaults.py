@@ -1,0 +1,95 @@
+"""The embedded default dataset: synthetic b2v files generated on first use and cached.
+
+Files live in `$B2V_DATA_DIR` (or `~/.cache/b2v_rnn/`), named by split, T, size, sample
+count and `GENERATOR_VERSION`, so changing any of them makes a new file instead of
+silently reusing a stale one. Concurrent first uses (several ranks of a torchrun job,
+two terminals) are safe: generation runs under an exclusive file lock, and the file
+only ever appears complete (atomic rename by `H5Writer`).
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .h5format import read_info
+from .synthetic import BROAD, HELD_OUT, SceneSettings, generate
+
+GENERATOR_VERSION = 1
+"""Bump whenever the synthetic renderer's output changes, to invalidate cached files."""
+
+
+@dataclass(frozen=True)
+class DefaultSplit:
+    """How one default split is generated: sample count, image size, seed, scene settings."""
+
+    n: int
+    size: int
+    seed: int
+    settings: SceneSettings
+
+
+DEFAULT_SIZE = 96
+TRAIN_SAMPLES = 512
+VAL_SAMPLES = 32
+TEST_SAMPLES = 64
+
+SPLITS = {
+    # train and val share the distribution, not the seed; test differs in both
+    # (held-out texture families, faster motion) to measure generalisation.
+    "train": DefaultSplit(TRAIN_SAMPLES, DEFAULT_SIZE, seed=0, settings=BROAD),
+    "val": DefaultSplit(VAL_SAMPLES, DEFAULT_SIZE, seed=1, settings=BROAD),
+    "test": DefaultSplit(TEST_SAMPLES, DEFAULT_SIZE, seed=2, settings=HELD_OUT),
+}
+
+
+def data_dir() -> Path:
+    """Cache folder: $B2V_DATA_DIR, else ~/.cache/b2v_rnn (created if missing)."""
+    path = Path(os.environ.get("B2V_DATA_DIR") or Path.home() / ".cache" / "b2v_rnn")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def default_dataset(split: str = "train", T: int = 7) -> Path:
+    """Path of the default synthetic `split` ("train", "val" or "test") for T frames,
+    generating it on first use (about 15 s for train on 2 CPU cores)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}, expected one of {sorted(SPLITS)}")
+    spec = SPLITS[split]
+    path = data_dir() / f"synthetic-{split}-T{T}-{spec.size}px-n{spec.n}-v{GENERATOR_VERSION}.h5"
+    if _is_valid(path, T):
+        return path
+    with _locked(path.with_name(path.name + ".lock")):
+        # Another process may have finished it while we waited for the lock.
+        if not _is_valid(path, T):
+            generate(path, spec.n, T, spec.size, spec.seed, spec.settings, overwrite=True)
+    return path
+
+
+def _is_valid(path: Path, T: int) -> bool:
+    """True if `path` is a complete b2v file of T frames (a damaged one is regenerated)."""
+    if not path.exists():
+        return False
+    try:
+        read_info(path, T)
+    except ValueError:
+        return False
+    return True
+
+
+@contextmanager
+def _locked(lock_path: Path):
+    """Hold an exclusive lock on lock_path (POSIX). Without fcntl (Windows) concurrent
+    first uses may both generate; the atomic rename still keeps the file whole."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
