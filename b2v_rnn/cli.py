@@ -1,0 +1,58 @@
+"""What the command-line entry points (train, predict, evaluate) share: expected errors
+become one line on stderr and exit status 2, devices are parsed in one place.
+
+An *expected* error is bad input from the user (a missing or unreadable file, a value out
+of range, outputs that would be overwritten). Each is raised as `CliError` where the bad
+value enters, with the file and the value in the message. Anything else is a bug and
+keeps its traceback.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+import torch
+
+EXIT_USAGE = 2
+"""Exit status of an expected error, as argparse uses for a bad argument."""
+
+
+class CliError(Exception):
+    """Bad input a user can fix; the message names the file or option and the value."""
+
+
+def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
+    """Run `main(argv)`; print expected errors as `error: ...` and exit with status 2."""
+    try:
+        main(argv)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' -> torch.device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CliError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise CliError(f"--device {name}: CUDA is not available in this PyTorch build or machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise CliError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    elif device.type != "cpu":
+        raise CliError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def check_T(T: int, option: str = "--T") -> int:
+    """T must be an odd number of frames >= 3 (a middle frame and symmetric pairs)."""
+    if T < 3 or T % 2 == 0:
+        raise CliError(f"{option} {T}: the number of frames must be odd and >= 3")
+    return T
