@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from . import augment as _augment
 from .augment import NO_AUGMENT, Augment
+from .errors import DataError
 from .h5format import read_info
 
 
@@ -43,7 +44,7 @@ class BlurSequenceDataset(Dataset):
             crop = (crop, crop)
         self.crop = tuple(int(c) for c in crop)
         if not (0 < self.crop[0] <= self.info.H and 0 < self.crop[1] <= self.info.W):
-            raise ValueError(f"{self.path}: crop {self.crop} does not fit in frames of "
+            raise DataError(f"{self.path}: crop {self.crop} does not fit in frames of "
                              f"{(self.info.H, self.info.W)}")
         if augment is True:
             augment = Augment()

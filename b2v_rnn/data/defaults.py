@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import DataError
 from .h5format import read_info
 from .synthetic import BROAD, HELD_OUT, SceneSettings, generate
 
@@ -55,7 +56,7 @@ def default_dataset(split: str = "train", T: int = 7) -> Path:
     """Path of the default synthetic `split` ("train", "val" or "test") for T frames,
     generating it on first use (about 15 s for train on 2 CPU cores)."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}, expected one of {sorted(SPLITS)}")
+        raise DataError(f"unknown split {split!r}, expected one of {sorted(SPLITS)}")
     spec = SPLITS[split]
     path = data_dir() / f"synthetic-{split}-T{T}-{spec.size}px-n{spec.n}-v{GENERATOR_VERSION}.h5"
     if _is_valid(path, T):
@@ -73,7 +74,7 @@ def _is_valid(path: Path, T: int) -> bool:
         return False
     try:
         read_info(path, T)
-    except ValueError:
+    except DataError:
         return False
     return True
 

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .blur import NO_GAMMA, average_frames, check_gamma, check_T
+from .errors import DataError
 
 FORMAT = "b2v"
 VERSION = 1
@@ -49,37 +50,37 @@ def read_info(path: str | os.PathLike, T: int | None = None) -> FileInfo:
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise ValueError(f"{path}: not a readable HDF5 file ({e})") from None
+        raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
     with f:
         attrs = {k: _plain(v) for k, v in f.attrs.items()}
         if attrs.get("format") != FORMAT:
-            raise ValueError(f"{path}: attribute format={attrs.get('format')!r}, expected {FORMAT!r} "
+            raise DataError(f"{path}: attribute format={attrs.get('format')!r}, expected {FORMAT!r} "
                              "(not a b2v dataset)")
         if attrs.get("version") not in SUPPORTED_VERSIONS:
-            raise ValueError(f"{path}: format version {attrs.get('version')!r} is not supported "
+            raise DataError(f"{path}: format version {attrs.get('version')!r} is not supported "
                              f"(supported: {SUPPORTED_VERSIONS})")
         for name in ("sharp", "blurry"):
             if not isinstance(f.get(name), h5py.Dataset):
-                raise ValueError(f"{path}: dataset {name!r} is missing")
+                raise DataError(f"{path}: dataset {name!r} is missing")
         sharp, blurry = f["sharp"], f["blurry"]
         if sharp.dtype != np.uint8 or blurry.dtype != np.uint8:
-            raise ValueError(f"{path}: sharp/blurry must be uint8, got {sharp.dtype}/{blurry.dtype}")
+            raise DataError(f"{path}: sharp/blurry must be uint8, got {sharp.dtype}/{blurry.dtype}")
         if sharp.ndim != 5 or sharp.shape[-1] != 3:
-            raise ValueError(f"{path}: sharp has shape {sharp.shape}, expected (N, T, H, W, 3)")
+            raise DataError(f"{path}: sharp has shape {sharp.shape}, expected (N, T, H, W, 3)")
         N, fT, H, W, _ = sharp.shape
         if blurry.shape != (N, H, W, 3):
-            raise ValueError(f"{path}: blurry has shape {blurry.shape}, expected {(N, H, W, 3)} "
+            raise DataError(f"{path}: blurry has shape {blurry.shape}, expected {(N, H, W, 3)} "
                              f"to match sharp {sharp.shape}")
         if N == 0:
-            raise ValueError(f"{path}: holds no samples")
+            raise DataError(f"{path}: holds no samples")
         if attrs.get("T") != fT:
-            raise ValueError(f"{path}: attribute T={attrs.get('T')!r} but sharp holds {fT} frames")
+            raise DataError(f"{path}: attribute T={attrs.get('T')!r} but sharp holds {fT} frames")
         try:
             check_T(fT)
         except ValueError as e:
-            raise ValueError(f"{path}: {e}") from None
+            raise DataError(f"{path}: {e}") from None
         if T is not None and T != fT:
-            raise ValueError(f"{path}: holds sequences of T={fT} frames, expected T={T}")
+            raise DataError(f"{path}: holds sequences of T={fT} frames, expected T={T}")
     return FileInfo(path, N, fT, H, W, attrs)
 
 
@@ -134,7 +135,7 @@ class H5Writer:
     def append(self, sharp: np.ndarray) -> None:
         """Add one sample. sharp: uint8 (T, H, W, 3); all samples must share H and W."""
         if sharp.dtype != np.uint8 or sharp.shape[:1] != (self.T,) or sharp.ndim != 4 or sharp.shape[-1] != 3:
-            raise ValueError(f"sample {self.count}: expected uint8 ({self.T}, H, W, 3), "
+            raise DataError(f"sample {self.count}: expected uint8 ({self.T}, H, W, 3), "
                              f"got {sharp.dtype} {sharp.shape}")
         blurry = average_frames(sharp, self.gamma)
         if self.count == 0:
@@ -145,7 +146,7 @@ class H5Writer:
                                      dtype=np.uint8, chunks=(1, H, W, 3))
         ds_sharp, ds_blurry = self.file["sharp"], self.file["blurry"]
         if sharp.shape[1:] != ds_sharp.shape[2:]:
-            raise ValueError(f"sample {self.count}: frames of size {sharp.shape[1:3]}, but earlier "
+            raise DataError(f"sample {self.count}: frames of size {sharp.shape[1:3]}, but earlier "
                              f"samples are {ds_sharp.shape[2:4]}")
         # Grow in blocks: resizing an HDF5 dataset per sample is needlessly slow.
         if self.count == ds_sharp.shape[0]:
@@ -163,7 +164,7 @@ class H5Writer:
         try:
             if exc_type is None:
                 if self.count == 0:
-                    raise ValueError(f"{self.path}: no samples were produced, nothing written")
+                    raise DataError(f"{self.path}: no samples were produced, nothing written")
                 self.file["sharp"].resize(self.count, axis=0)
                 self.file["blurry"].resize(self.count, axis=0)
                 self.file.attrs.update(self.attrs)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .blur import check_T
+from .errors import DataError
 from .h5format import H5Writer
 from .textures import HELD_OUT_FAMILIES, TRAIN_FAMILIES, texture
 
@@ -61,20 +62,20 @@ class SceneSettings:
 
     def __post_init__(self):
         if not self.textures:
-            raise ValueError("textures must name at least one texture family")
+            raise DataError("textures must name at least one texture family")
         for fam in self.textures:
             if fam not in TRAIN_FAMILIES + HELD_OUT_FAMILIES:
-                raise ValueError(f"unknown texture family {fam!r}, expected one of "
+                raise DataError(f"unknown texture family {fam!r}, expected one of "
                                  f"{TRAIN_FAMILIES + HELD_OUT_FAMILIES}")
         lo, hi = self.objects
         if not 0 <= lo <= hi:
-            raise ValueError(f"objects range must satisfy 0 <= low <= high, got {self.objects}")
+            raise DataError(f"objects range must satisfy 0 <= low <= high, got {self.objects}")
         for name in ("object_size", "camera_speed", "object_speed"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
-                raise ValueError(f"{name} range must satisfy 0 <= low <= high, got {(lo, hi)}")
+                raise DataError(f"{name} range must satisfy 0 <= low <= high, got {(lo, hi)}")
         if self.subframes < 1:
-            raise ValueError(f"subframes must be >= 1, got {self.subframes}")
+            raise DataError(f"subframes must be >= 1, got {self.subframes}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -182,11 +183,11 @@ def generate(path: str | os.PathLike, n: int, T: int = 7, size: int = 96, seed: 
     file are the same whatever `n` is, and the file is a pure function of the arguments.
     """
     if n < 1:
-        raise ValueError(f"n must be >= 1 sample, got {n}")
+        raise DataError(f"n must be >= 1 sample, got {n}")
     if size < 16:
-        raise ValueError(f"size must be >= 16 pixels, got {size}")
+        raise DataError(f"size must be >= 16 pixels, got {size}")
     if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+        raise DataError(f"seed must be >= 0, got {seed}")
     extra = {"seed": seed, "settings": settings.to_json()}
     with H5Writer(path, T, source="synthetic", extra_attrs=extra, total=n,
                   overwrite=overwrite, progress=progress) as writer:

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import DataError
+
 # Photos bundled inside the scikit-image wheel (no download). Grey ones get a random tint.
 TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field",
                 "brick", "grass", "camera")
@@ -83,7 +85,7 @@ def stripes(rng: np.random.Generator, size: int) -> torch.Tensor:
     x, y = _plane(size)
     fields = []
     for _ in range(int(rng.integers(1, 4))):
-        angle, period = rng.uniform(0, np.pi), rng.uniform(4, size / 3)
+        angle, period = rng.uniform(0, np.pi), rng.uniform(4, max(5, size / 3))
         phase = (np.cos(angle) * x + np.sin(angle) * y) * (2 * np.pi / period) + rng.uniform(0, 2 * np.pi)
         # tanh of a scaled sine moves between smooth waves and hard-edged bars
         fields.append(torch.tanh(rng.uniform(0.5, 6) * torch.sin(phase)))
@@ -93,7 +95,7 @@ def stripes(rng: np.random.Generator, size: int) -> torch.Tensor:
 def checker(rng: np.random.Generator, size: int) -> torch.Tensor:
     """A rotated checkerboard of random period, two random colours, light noise."""
     x, y = _plane(size)
-    angle, period = rng.uniform(0, np.pi / 2), rng.uniform(5, size / 4)
+    angle, period = rng.uniform(0, np.pi / 2), rng.uniform(3, max(4, size / 4))
     u = (np.cos(angle) * x + np.sin(angle) * y) / period
     v = (-np.sin(angle) * x + np.cos(angle) * y) / period
     board = ((torch.floor(u) + torch.floor(v)) % 2)[None]
@@ -107,7 +109,7 @@ def dots(rng: np.random.Generator, size: int) -> torch.Tensor:
     x, y = _plane(size)
     out = torch.from_numpy(rng.uniform(0, 1, (3, 1, 1)).astype(np.float32)).expand(3, size, size).clone()
     for _ in range(int(rng.integers(20, 60))):
-        cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(2, size / 6)
+        cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(2, max(3, size / 6))
         alpha = (r - torch.sqrt((x - cx) ** 2 + (y - cy) ** 2)).clamp(0, 1)
         colour = torch.from_numpy(rng.uniform(0, 1, (3, 1, 1)).astype(np.float32))
         out = out * (1 - alpha) + colour * alpha
@@ -122,6 +124,6 @@ def texture(rng: np.random.Generator, family: str, size: int) -> torch.Tensor:
         return photo(rng, size, HELD_OUT_PHOTOS)
     makers = {"noise": noise, "stripes": stripes, "checker": checker, "dots": dots}
     if family not in makers:
-        raise ValueError(f"unknown texture family {family!r}, expected one of "
+        raise DataError(f"unknown texture family {family!r}, expected one of "
                          f"{TRAIN_FAMILIES + HELD_OUT_FAMILIES}")
     return makers[family](rng, size)
