@@ -1,0 +1,32 @@
+"""Networks of b2v_rnn (DESIGN §2; paper Sec. 5–6).
+
+- :class:`MiddleNet` φm: blurry y → middle frame x̂[m];
+- :class:`RecurrentGenerator` G(y, near, far): the next frame outward, one set of weights;
+- :class:`BlurToVideo`: φm + G unrolled, ``extract(y, T)`` → (B, T, 3, H, W) for any odd T;
+- :class:`PatchDiscriminator`: conditional PatchGAN for the adversarial loss;
+- :class:`VGG16Features` / :func:`load_vgg16`: features for the perceptual loss;
+- :func:`build_model` / :func:`build_discriminator` (presets "paper", "small", "tiny") and
+  :func:`build_model_from_config` (rebuild from a checkpoint's ``config``).
+"""
+
+from .blur_to_video import BlurToVideo, check_T
+from .discriminator import PatchDiscriminator
+from .middle_net import MiddleNet
+from .presets import PRESETS, build_discriminator, build_model, build_model_from_config, load_checked
+from .recurrent_generator import RecurrentGenerator
+from .vgg import VGG16Features, load_vgg16
+
+__all__ = [
+    "PRESETS",
+    "BlurToVideo",
+    "MiddleNet",
+    "PatchDiscriminator",
+    "RecurrentGenerator",
+    "VGG16Features",
+    "build_discriminator",
+    "build_model",
+    "build_model_from_config",
+    "check_T",
+    "load_checked",
+    "load_vgg16",
+]

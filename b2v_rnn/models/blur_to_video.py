@@ -1,0 +1,82 @@
+"""The whole model: φm then the recurrent generator unrolled outward (DESIGN §2)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import crop_to, pad_to_multiple
+from .middle_net import MiddleNet
+from .recurrent_generator import RecurrentGenerator
+
+
+def check_T(T: int) -> None:
+    """T, the number of frames, must be an odd integer >= 3 (paper Sec. 4: odd T makes x[m] unambiguous)."""
+    if isinstance(T, bool) or not isinstance(T, int) or T < 3 or T % 2 == 0:
+        raise ValueError(f"T must be an odd integer >= 3, got T={T!r}")
+
+
+class BlurToVideo(nn.Module):
+    """Blurry image y (B, 3, H, W) → sharp frames x̂ (B, T, 3, H, W), for any odd T ≥ 3.
+
+    ``middle`` (φm) predicts x̂[m]; ``generator`` (G), one set of weights, produces every other
+    frame by unrolling (T−1)/2 steps outward (:meth:`unroll`). Any H×W: the inputs are padded once
+    by reflection to multiples of ``size_multiple`` (the lcm of the two resampling factors, 20 at
+    the paper's 4 and 5) and the frames cropped back.
+
+    Clamping: frames are returned unclamped in training mode (a clamp would zero the gradient of
+    every pixel outside [0,1]) and clamped to [0,1] in eval mode; ``clamp=`` overrides. Only the
+    returned frames are clamped: the recurrence always feeds G the raw frames, as in training.
+    """
+
+    def __init__(self, middle: MiddleNet, generator: RecurrentGenerator) -> None:
+        super().__init__()
+        self.middle = middle
+        self.generator = generator
+        self.size_multiple = math.lcm(middle.factor, generator.factor)
+        self.config = {"kind": "BlurToVideo", "middle": middle.config, "generator": generator.config}
+
+    def forward(self, y: Tensor, T: int = 7) -> Tensor:
+        return self.extract(y, T)
+
+    def extract(self, y: Tensor, T: int = 7, clamp: bool | None = None) -> Tensor:
+        """φm(y) then :meth:`unroll`: (B, 3, H, W) → (B, T, 3, H, W)."""
+        check_T(T)
+        padded, size = pad_to_multiple(y, self.size_multiple)
+        frames = self._unroll(padded, self.middle(padded), T)
+        return self._finish(crop_to(frames, size), clamp)
+
+    def unroll(self, y: Tensor, middle: Tensor, T: int = 7, clamp: bool | None = None) -> Tensor:
+        """Frames around a given middle frame (B, 3, H, W) → (B, T, 3, H, W), ``middle`` at index m.
+
+        Training passes the ground-truth x[m] here (teacher forcing, DESIGN §3). With
+        m = (T−1)/2 (0-based) and K = (T−1)/2 steps, G is called T−1 times:
+
+        - k = 1 (core pair): ``x̂[m−1] = G(y, x̂[m], x̂[m])``, then ``x̂[m+1] = G(y, x̂[m], x̂[m−1])``,
+          so the right frame knows which frame the left one chose (paper eq. 5);
+        - k ≥ 2: ``x̂[m−k] = G(y, x̂[m−k+1], x̂[m−k+2])``, ``x̂[m+k] = G(y, x̂[m+k−1], x̂[m+k−2])``.
+        """
+        check_T(T)
+        if middle.shape != y.shape:
+            raise ValueError(f"unroll: middle must have y's shape {tuple(y.shape)}, got {tuple(middle.shape)}")
+        padded_y, size = pad_to_multiple(y, self.size_multiple)
+        padded_middle, _ = pad_to_multiple(middle, self.size_multiple)
+        return self._finish(crop_to(self._unroll(padded_y, padded_middle, T), size), clamp)
+
+    def _unroll(self, y: Tensor, middle: Tensor, T: int) -> Tensor:
+        m = (T - 1) // 2
+        frames: list[Tensor | None] = [None] * T
+        frames[m] = middle
+        frames[m - 1] = self.generator(y, middle, middle)
+        frames[m + 1] = self.generator(y, middle, frames[m - 1])
+        for k in range(2, m + 1):
+            frames[m - k] = self.generator(y, frames[m - k + 1], frames[m - k + 2])
+            frames[m + k] = self.generator(y, frames[m + k - 1], frames[m + k - 2])
+        return torch.stack(frames, dim=1)
+
+    def _finish(self, frames: Tensor, clamp: bool | None) -> Tensor:
+        if clamp is None:
+            clamp = not self.training
+        return frames.clamp(0, 1) if clamp else frames

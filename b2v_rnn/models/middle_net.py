@@ -1,0 +1,51 @@
+"""Middle-frame network φm (paper Sec. 5 eq. 3 and Sec. 6; DESIGN §2)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops import ResampleConv2d
+from .blocks import PlaneRefinement, crop_to, fold_planes, pad_to_multiple
+
+
+class MiddleNet(nn.Module):
+    """φm: blurry image y (B, 3, H, W) in [0,1] → middle sharp frame x̂[m] (B, 3, H, W).
+
+    Residual learning: ``x̂[m] = y + f(y)``. Each colour plane goes through the same feature
+    extraction (pixel unshuffle by ``factor`` then a 5×5 conv to ``channels``, one fused
+    :class:`~b2v_rnn.ops.ResampleConv2d`) and refinement (``num_blocks`` pre-activation residual
+    blocks, ``num_dilated`` of them dilated); ``fusion_taps`` block outputs are fused and a small
+    RGB network of width ``rgb_channels`` produces f (see :class:`~.blocks.PlaneRefinement`).
+    Defaults are the paper's widths (≈5 M parameters). Any H×W: inputs are padded by reflection
+    to multiples of ``factor`` and the output cropped back.
+    """
+
+    def __init__(
+        self,
+        channels: int = 144,
+        num_blocks: int = 12,
+        num_dilated: int = 6,
+        fusion_taps: int = 4,
+        factor: int = 4,
+        rgb_channels: int = 64,
+    ) -> None:
+        super().__init__()
+        self.config = {
+            "channels": channels,
+            "num_blocks": num_blocks,
+            "num_dilated": num_dilated,
+            "fusion_taps": fusion_taps,
+            "factor": factor,
+            "rgb_channels": rgb_channels,
+        }
+        self.factor = factor
+        # No bias: the features are only read through InstanceNorms.
+        self.feature_extraction = ResampleConv2d(1, channels, 5, factor, bias=False)
+        self.refinement = PlaneRefinement(channels, num_blocks, num_dilated, fusion_taps, factor, rgb_channels)
+
+    def forward(self, y: Tensor) -> Tensor:
+        padded, size = pad_to_multiple(y, self.factor)
+        planes = fold_planes(padded)
+        correction = self.refinement(self.feature_extraction(planes), F.pixel_unshuffle(planes, self.factor))
+        return crop_to(padded + correction, size)
