@@ -7,6 +7,7 @@ Install against the torch already in the environment:
 
 import glob
 import os
+import sys
 
 from setuptools import find_packages, setup
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
@@ -19,7 +20,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def extension():
     cpp = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     with_cuda = torch.version.cuda is not None and CUDA_HOME is not None and os.environ.get("B2V_NO_CUDA") != "1"
-    args = {"cxx": ["-O3"]}
+    # at::parallel_for is a header template: without OpenMP it would run serially.
+    openmp = ["-fopenmp"] if sys.platform.startswith("linux") and "parallel backend: OpenMP" in torch.__config__.parallel_info() else []
+    args = {"cxx": ["-O3", *openmp]}
     if with_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
         args["nvcc"] = ["-O3"]
@@ -28,8 +31,15 @@ def extension():
             cpp + sorted(glob.glob("csrc/cuda/*.cu")),
             include_dirs=[os.path.join(HERE, "csrc")],
             extra_compile_args=args,
+            extra_link_args=openmp,
         )
-    return CppExtension("b2v_rnn._C", cpp, include_dirs=[os.path.join(HERE, "csrc")], extra_compile_args=args)
+    return CppExtension(
+        "b2v_rnn._C",
+        cpp,
+        include_dirs=[os.path.join(HERE, "csrc")],
+        extra_compile_args=args,
+        extra_link_args=openmp,
+    )
 
 
 setup(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -96,6 +97,16 @@ def sources(with_cuda: bool) -> list[str]:
     return found
 
 
+def openmp_flags() -> list[str]:
+    """``-fopenmp`` where ATen parallelises with OpenMP (Linux wheels).
+
+    ``at::parallel_for`` is a header template: compiled without OpenMP it runs serially.
+    The flag also links libgomp, which resolves to the copy torch already loaded.
+    """
+    parallel = torch.__config__.parallel_info()
+    return ["-fopenmp"] if sys.platform.startswith("linux") and "parallel backend: OpenMP" in parallel else []
+
+
 def _load_jit() -> None:
     from torch.utils import cpp_extension
 
@@ -108,7 +119,8 @@ def _load_jit() -> None:
     cpp_extension.load(
         name="b2v_rnn_ops",
         sources=sources(with_cuda),
-        extra_cflags=["-O3", "-DB2V_JIT"],
+        extra_cflags=["-O3", "-DB2V_JIT", *openmp_flags()],
+        extra_ldflags=openmp_flags(),
         extra_cuda_cflags=["-O3"] if with_cuda else None,
         extra_include_paths=[str(CSRC)],
         build_directory=build_dir,

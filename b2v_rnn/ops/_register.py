@@ -1,0 +1,116 @@
+"""Python halves of the op registrations: fake kernels and autograd formulas.
+
+The schemas and device kernels come from C++ (``csrc/``); :func:`register_python_parts`
+adds what torch.compile and autograd need on top, once the library is loaded
+(``_loader._registered``). Fake kernels give output shapes without computing, so
+torch.compile traces the ops without graph breaks; the backward of each forward op calls
+its ``_backward`` op, asking only for the gradients autograd needs.
+
+Backward ops return an empty tensor in place of each gradient masked out by
+``output_mask``; the formulas below never read those.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_done = False
+
+
+def register_python_parts() -> None:
+    """Registers fake kernels for the four ops and autograd for the two forward ops (idempotent)."""
+    global _done
+    if _done:
+        return
+    _register_resample_conv2d()
+    _register_preact_dilated_conv2d()
+    _done = True
+
+
+def _masked(tensor: torch.Tensor, shape, wanted: bool) -> torch.Tensor:
+    return tensor.new_empty(shape) if wanted else tensor.new_empty((0,))
+
+
+def _register_resample_conv2d() -> None:
+    @torch.library.register_fake("b2v_rnn::resample_conv2d")
+    def _fake(x, weight, bias, factor, padding, shuffle):
+        batch, _, height, width = x.shape
+        if shuffle:
+            height, width = height * factor, width * factor
+        else:
+            height, width = height // factor, width // factor
+        kh, kw = weight.shape[2:]
+        return x.new_empty((batch, weight.shape[0], height + 2 * padding - kh + 1, width + 2 * padding - kw + 1))
+
+    @torch.library.register_fake("b2v_rnn::resample_conv2d_backward")
+    def _fake_backward(grad_out, x, weight, factor, padding, shuffle, output_mask):
+        return (
+            _masked(x, x.shape, output_mask[0]),
+            _masked(x, weight.shape, output_mask[1]),
+            _masked(x, weight.shape[:1], output_mask[2]),
+        )
+
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, factor, padding, shuffle = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.args = (factor, padding, shuffle)
+        ctx.has_bias = bias is not None
+
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        mask = [need[0], need[1], bool(need[2]) and ctx.has_bias]
+        grads = [None] * 6
+        if any(mask):
+            results = torch.ops.b2v_rnn.resample_conv2d_backward(grad, x, weight, *ctx.args, mask)
+            for index, wanted in enumerate(mask):
+                if wanted:
+                    grads[index] = results[index]
+        return tuple(grads)
+
+    torch.library.register_autograd("b2v_rnn::resample_conv2d", backward, setup_context=setup_context)
+
+
+def _register_preact_dilated_conv2d() -> None:
+    @torch.library.register_fake("b2v_rnn::preact_dilated_conv2d")
+    def _fake(x, scale, shift, weight, bias, dilation, padding):
+        batch, _, height, width = x.shape
+        kh, kw = weight.shape[2:]
+        return x.new_empty(
+            (
+                batch,
+                weight.shape[0],
+                height + 2 * padding - dilation * (kh - 1),
+                width + 2 * padding - dilation * (kw - 1),
+            )
+        )
+
+    @torch.library.register_fake("b2v_rnn::preact_dilated_conv2d_backward")
+    def _fake_backward(grad_out, x, scale, shift, weight, dilation, padding, output_mask):
+        return (
+            _masked(x, x.shape, output_mask[0]),
+            _masked(x, scale.shape, output_mask[1]),
+            _masked(x, shift.shape, output_mask[2]),
+            _masked(x, weight.shape, output_mask[3]),
+            _masked(x, weight.shape[:1], output_mask[4]),
+        )
+
+    def setup_context(ctx, inputs, output):
+        x, scale, shift, weight, bias, dilation, padding = inputs
+        ctx.save_for_backward(x, scale, shift, weight)
+        ctx.args = (dilation, padding)
+        ctx.has_bias = bias is not None
+
+    def backward(ctx, grad):
+        x, scale, shift, weight = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        mask = [need[0], need[1], need[2], need[3], bool(need[4]) and ctx.has_bias]
+        grads = [None] * 7
+        if any(mask):
+            results = torch.ops.b2v_rnn.preact_dilated_conv2d_backward(grad, x, scale, shift, weight, *ctx.args, mask)
+            for index, wanted in enumerate(mask):
+                if wanted:
+                    grads[index] = results[index]
+        return tuple(grads)
+
+    torch.library.register_autograd("b2v_rnn::preact_dilated_conv2d", backward, setup_context=setup_context)

@@ -1,0 +1,170 @@
+// CPU kernels of b2v_rnn::preact_dilated_conv2d: conv2d(relu(x*scale + shift), weight,
+// dilation) with the affine and the ReLU applied while gathering the im2col columns (the
+// activated tensor is never written in the forward), and its backward.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <array>
+
+#include "common.h"
+
+namespace b2v_rnn {
+namespace {
+
+constexpr const char* kOp = "b2v_rnn::preact_dilated_conv2d";
+
+void check_preact(const at::Tensor& x, const at::Tensor& scale, const at::Tensor& shift, const at::Tensor& weight,
+                  const std::optional<at::Tensor>& bias, int64_t dilation, int64_t padding) {
+  check_conv(kOp, x, weight, bias, padding);
+  TORCH_CHECK(dilation >= 1, kOp, ": dilation must be >= 1, got ", dilation);
+  auto check_affine = [&](const char* name, const at::Tensor& affine) {
+    check_like(kOp, name, affine, x);
+    TORCH_CHECK(affine.dim() == 2 && affine.size(0) == x.size(0) && affine.size(1) == x.size(1), kOp, ": ", name,
+                " must have shape (B, C) = (", x.size(0), ", ", x.size(1), "), got ", affine.sizes());
+  };
+  check_affine("scale", scale);
+  check_affine("shift", shift);
+  TORCH_CHECK(weight.size(1) == x.size(1), kOp, ": weight has ", weight.size(1), " input channels but x has ",
+              x.size(1));
+}
+
+template <typename scalar_t>
+void gather_columns(const scalar_t* x, const scalar_t* scale, const scalar_t* shift, int64_t channels,
+                    int64_t height, int64_t width, int64_t kh, int64_t kw, int64_t dilation, int64_t padding,
+                    int64_t wo, int64_t b, int64_t p0, int64_t n, scalar_t* cols) {
+  const auto segments = tile_segments(p0, n, wo);
+  const int64_t plane = height * width;
+  for (int64_t c = 0; c < channels; ++c) {
+    const scalar_t* xc = x + (b * channels + c) * plane;
+    const scalar_t s = scale[b * channels + c], t = shift[b * channels + c];
+    for (int64_t i = 0; i < kh; ++i) {
+      for (int64_t j = 0; j < kw; ++j) {
+        scalar_t* row = cols + ((c * kh + i) * kw + j) * n;
+        const int64_t dx = j * dilation - padding;
+        for (const Segment& seg : segments) {
+          scalar_t* dst = row + seg.col - seg.x0;  // dst[x] for x in [x0, x1)
+          const int64_t iy = seg.y + i * dilation - padding;
+          if (iy < 0 || iy >= height) {
+            std::fill(dst + seg.x0, dst + seg.x1, scalar_t(0));
+            continue;
+          }
+          // Zero padding comes after the activation: out-of-image taps are exactly 0.
+          const int64_t xa = std::min(seg.x1, std::max(seg.x0, -dx));
+          const int64_t xb = std::max(xa, std::min(seg.x1, width - dx));
+          std::fill(dst + seg.x0, dst + xa, scalar_t(0));
+          std::fill(dst + xb, dst + seg.x1, scalar_t(0));
+          const scalar_t* src = xc + iy * width + dx;
+          for (int64_t xo = xa; xo < xb; ++xo) dst[xo] = std::max(src[xo] * s + t, scalar_t(0));
+        }
+      }
+    }
+  }
+}
+
+at::Tensor preact_dilated_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& scale_in, const at::Tensor& shift_in,
+                                     const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+                                     int64_t dilation, int64_t padding) {
+  check_float_cpu(kOp, "x", x_in);
+  check_preact(x_in, scale_in, shift_in, weight, bias, dilation, padding);
+  const int64_t batch = x_in.size(0), channels = x_in.size(1), height = x_in.size(2), width = x_in.size(3);
+  const int64_t kh = weight.size(2), kw = weight.size(3);
+  const int64_t ho = height + 2 * padding - dilation * (kh - 1), wo = width + 2 * padding - dilation * (kw - 1);
+  TORCH_CHECK(ho > 0 && wo > 0, kOp, ": kernel ", kh, "x", kw, " with dilation=", dilation, " and padding=",
+              padding, " does not fit x's spatial size ", height, "x", width);
+  const at::Tensor x = x_in.contiguous(), scale = scale_in.contiguous(), shift = shift_in.contiguous();
+  at::Tensor out = at::empty({batch, weight.size(0), ho, wo}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), kOp, [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* sp = scale.const_data_ptr<scalar_t>();
+    const scalar_t* tp = shift.const_data_ptr<scalar_t>();
+    tiled_conv<scalar_t>(out, weight, bias, [&](int64_t b, int64_t p0, int64_t n, scalar_t* cols) {
+      gather_columns<scalar_t>(xp, sp, tp, channels, height, width, kh, kw, dilation, padding, wo, b, p0, n, cols);
+    });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> preact_dilated_conv2d_backward_cpu(
+    const at::Tensor& grad_out, const at::Tensor& x_in, const at::Tensor& scale_in, const at::Tensor& shift_in,
+    const at::Tensor& weight, int64_t dilation, int64_t padding, std::array<bool, 5> output_mask) {
+  check_float_cpu(kOp, "x", x_in);
+  check_preact(x_in, scale_in, shift_in, weight, std::nullopt, dilation, padding);
+  check_like(kOp, "grad_out", grad_out, x_in);
+  const int64_t batch = x_in.size(0), channels = x_in.size(1);
+  const int64_t plane = x_in.size(2) * x_in.size(3);
+  const at::Tensor x = x_in.contiguous(), scale = scale_in.contiguous(), shift = shift_in.contiguous();
+  const bool need_act_grad = output_mask[0] || output_mask[1] || output_mask[2];
+
+  // The backward recomputes the activation and lets ATen's convolution_backward do the
+  // convolution; the ReLU and affine gradients run fused in one pass per (b, c) plane.
+  at::Tensor activated = at::empty_like(x, at::MemoryFormat::Contiguous);
+  at::Tensor grad_x = output_mask[0] ? at::empty_like(x, at::MemoryFormat::Contiguous) : masked_out(x);
+  at::Tensor grad_scale = output_mask[1] ? at::empty_like(scale) : masked_out(x);
+  at::Tensor grad_shift = output_mask[2] ? at::empty_like(shift) : masked_out(x);
+  at::Tensor grad_weight = masked_out(x), grad_bias = masked_out(x);
+
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), kOp, [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* sp = scale.const_data_ptr<scalar_t>();
+    const scalar_t* tp = shift.const_data_ptr<scalar_t>();
+    scalar_t* ap = activated.data_ptr<scalar_t>();
+    at::parallel_for(0, batch * channels, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t bc = begin; bc < end; ++bc) {
+        const scalar_t s = sp[bc], t = tp[bc];
+        const scalar_t* src = xp + bc * plane;
+        scalar_t* dst = ap + bc * plane;
+        for (int64_t k = 0; k < plane; ++k) dst[k] = std::max(src[k] * s + t, scalar_t(0));
+      }
+    });
+  });
+
+  const int64_t channels_out = weight.size(0);
+  auto grads = at::convolution_backward(grad_out, activated, weight, at::IntArrayRef{channels_out}, {1, 1},
+                                        {padding, padding}, {dilation, dilation}, false, {0, 0}, 1,
+                                        {need_act_grad, output_mask[3], output_mask[4]});
+  if (output_mask[3]) grad_weight = std::get<1>(grads);
+  if (output_mask[4]) grad_bias = std::get<2>(grads);
+  if (need_act_grad) {
+    const at::Tensor grad_act = std::get<0>(grads).contiguous();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), kOp, [&] {
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      const scalar_t* sp = scale.const_data_ptr<scalar_t>();
+      const scalar_t* tp = shift.const_data_ptr<scalar_t>();
+      const scalar_t* gp = grad_act.const_data_ptr<scalar_t>();
+      scalar_t* gxp = output_mask[0] ? grad_x.data_ptr<scalar_t>() : nullptr;
+      scalar_t* gsp = output_mask[1] ? grad_scale.data_ptr<scalar_t>() : nullptr;
+      scalar_t* gtp = output_mask[2] ? grad_shift.data_ptr<scalar_t>() : nullptr;
+      at::parallel_for(0, batch * channels, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t bc = begin; bc < end; ++bc) {
+          const scalar_t s = sp[bc], t = tp[bc];
+          const scalar_t* xc = xp + bc * plane;
+          const scalar_t* gc = gp + bc * plane;
+          // d/d(pre) of relu(pre), pre = x*s + t: grad_act where pre > 0.
+          using acc_t = double;
+          acc_t sum_gx = 0, sum_g = 0;
+          for (int64_t k = 0; k < plane; ++k) {
+            const scalar_t g = (xc[k] * s + t > scalar_t(0)) ? gc[k] : scalar_t(0);
+            if (gxp) gxp[bc * plane + k] = g * s;
+            sum_gx += acc_t(g) * acc_t(xc[k]);
+            sum_g += acc_t(g);
+          }
+          if (gsp) gsp[bc] = scalar_t(sum_gx);
+          if (gtp) gtp[bc] = scalar_t(sum_g);
+        }
+      });
+    });
+  }
+  return {grad_x, grad_scale, grad_shift, grad_weight, grad_bias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(b2v_rnn, CPU, m) {
+  m.impl("preact_dilated_conv2d", &preact_dilated_conv2d_cpu);
+  m.impl("preact_dilated_conv2d_backward", &preact_dilated_conv2d_backward_cpu);
+}
+
+}  // namespace b2v_rnn
