@@ -42,7 +42,11 @@ class BlurToVideo(nn.Module):
         return self.extract(y, T)
 
     def extract(self, y: Tensor, T: int = 7, clamp: bool | None = None) -> Tensor:
-        """φm(y) then :meth:`unroll`: (B, 3, H, W) → (B, T, 3, H, W)."""
+        """φm(y) then :meth:`unroll`: (B, 3, H, W) → (B, T, 3, H, W).
+
+        y is padded once to multiples of ``size_multiple`` for both networks, so at other sizes
+        x̂[m] can differ slightly at the border from ``self.middle(y)``, which pads only to 4.
+        """
         check_T(T)
         padded, size = pad_to_multiple(y, self.size_multiple)
         frames = self._unroll(padded, self.middle(padded), T)

@@ -1,0 +1,268 @@
+"""Tests of b2v_rnn.models: shapes, the unrolling of DESIGN §2, weight sharing, padding,
+gradients, presets, configs and VGG16 loading. Tiny preset and small images throughout."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+import torch
+
+from b2v_rnn.losses import adversarial_discriminator_loss, middle_loss, sequence_losses
+from b2v_rnn.models import (
+    BlurToVideo,
+    PatchDiscriminator,
+    VGG16Features,
+    build_discriminator,
+    build_model,
+    build_model_from_config,
+    load_vgg16,
+)
+from b2v_rnn.models import vgg as vgg_module
+from b2v_rnn.models.blocks import crop_to, dilation_schedule, fusion_points, pad_to_multiple
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.fixture(scope="module")
+def tiny() -> BlurToVideo:
+    torch.manual_seed(0)
+    return build_model("tiny")
+
+
+@pytest.mark.parametrize("T", [3, 7, 9, 11])
+def test_extract_shape_any_odd_T_and_odd_size(tiny, T):
+    y = torch.rand(1, 3, 37, 53)
+    with torch.no_grad():
+        frames = tiny.eval().extract(y, T)
+    assert frames.shape == (1, T, 3, 37, 53)
+    assert frames.dtype == y.dtype and torch.isfinite(frames).all()
+    assert frames.min() >= 0 and frames.max() <= 1  # eval mode clamps
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 6), (3, 2), (7, 5), (19, 41)])
+def test_tiny_and_odd_images(tiny, size):
+    y, middle = torch.rand(2, 3, *size), torch.rand(2, 3, *size)
+    with torch.no_grad():
+        assert tiny.eval().extract(y, 3).shape == (2, 3, 3, *size)
+        frames = tiny.unroll(y, middle, 5, clamp=False)
+    assert frames.shape == (2, 5, 3, *size)
+    assert torch.equal(frames[:, 2], middle)
+
+
+@pytest.mark.parametrize("T", [1, 2, 4, 8, 0, -3, 7.0, True, "7"])
+def test_bad_T_is_a_value_error_naming_T(tiny, T):
+    y = torch.rand(1, 3, 20, 20)
+    with pytest.raises(ValueError, match=f"T={T!r}"):
+        tiny.extract(y, T)
+    with pytest.raises(ValueError, match="T="):
+        tiny.unroll(y, y, T)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (20, 40), (2, 3), (1, 1), (3, 1), (13, 2)])
+def test_pad_to_multiple_reflects_and_crops_back(size):
+    x = torch.arange(size[0] * size[1], dtype=torch.float32).reshape(1, 1, *size)
+    padded, original = pad_to_multiple(x, 20)
+    assert original == size
+    assert padded.shape[-2] % 20 == 0 and padded.shape[-1] % 20 == 0
+    assert padded.shape[-2] - size[0] < 20 and padded.shape[-1] - size[1] < 20
+    assert torch.equal(crop_to(padded, original), x)
+    # Every padded value is a value of the image (reflection or replication, never zeros).
+    assert set(padded.unique().tolist()) <= set(x.unique().tolist())
+
+
+def test_pad_is_reflection_when_the_image_is_large_enough():
+    x = torch.rand(1, 3, 37, 53)
+    padded, _ = pad_to_multiple(x, 20)
+    assert torch.equal(padded, torch.nn.functional.pad(x, (0, 7, 0, 3), mode="reflect"))
+
+
+def test_size_multiple_is_lcm_of_factors(tiny):
+    assert tiny.size_multiple == 20
+    assert build_model("paper").size_multiple == 20
+
+
+def test_dilation_schedule_and_fusion_points_follow_the_paper():
+    assert dilation_schedule(12, 6) == [(1, 1)] * 3 + [(1, 2), (2, 4), (4, 8), (8, 4), (4, 2), (2, 1)] + [(1, 1)] * 3
+    assert dilation_schedule(8, 4) == [(1, 1)] * 2 + [(1, 2), (2, 4), (4, 2), (2, 1)] + [(1, 1)] * 2
+    assert fusion_points(12, 4) == (3, 6, 9, 12)
+    paper = build_model("paper")
+    assert [b.conv1.dilation for b in paper.middle.refinement.blocks] == [1, 1, 1, 1, 2, 4, 8, 4, 2, 1, 1, 1]
+
+
+def record_generator_calls(model: BlurToVideo) -> tuple[list, torch.utils.hooks.RemovableHandle]:
+    calls = []
+    handle = model.generator.register_forward_hook(lambda module, args, output: calls.append((*args, output)))
+    return calls, handle
+
+
+@pytest.mark.parametrize("T", [3, 7])
+def test_one_generator_called_T_minus_1_times_and_no_new_parameters(tiny, T):
+    before = count(tiny)
+    calls, handle = record_generator_calls(tiny)
+    try:
+        with torch.no_grad():
+            tiny.extract(torch.rand(1, 3, 20, 20), T)
+    finally:
+        handle.remove()
+    assert len(calls) == T - 1
+    assert count(tiny) == before == count(tiny.middle) + count(tiny.generator)
+
+
+def test_unrolling_follows_design_section_2_exactly(tiny):
+    """Records every G(y, near, far) call and checks it against DESIGN §2 for T = 9."""
+    T, m = 9, 4
+    y, middle = torch.rand(1, 3, 20, 40), torch.rand(1, 3, 20, 40)  # multiples of 20: no padding
+    calls, handle = record_generator_calls(tiny)
+    try:
+        with torch.no_grad():
+            frames = tiny.train().unroll(y, middle, T)
+    finally:
+        handle.remove()
+    x = [frames[:, i] for i in range(T)]
+    assert torch.equal(x[m], middle)
+    expected = [(m - 1, x[m], x[m]), (m + 1, x[m], x[m - 1])]  # core pair, left first
+    for k in range(2, m + 1):
+        expected += [(m - k, x[m - k + 1], x[m - k + 2]), (m + k, x[m + k - 1], x[m + k - 2])]
+    assert len(calls) == len(expected) == T - 1
+    for (call_y, near, far, output), (index, want_near, want_far) in zip(calls, expected):
+        assert torch.equal(call_y, y)
+        assert torch.equal(near, want_near) and torch.equal(far, want_far)
+        assert torch.equal(output, x[index])
+
+
+def test_extract_is_middle_net_then_unroll(tiny):
+    # At multiples of size_multiple; otherwise extract runs φm on the image padded to 20, not 4.
+    y = torch.rand(1, 3, 20, 40)
+    with torch.no_grad():
+        tiny.eval()
+        assert torch.equal(tiny.extract(y, 5), tiny.unroll(y, tiny.middle(y), 5))
+
+
+def test_generator_is_residual_on_near():
+    generator = build_model("tiny").generator
+    torch.nn.init.zeros_(generator.refinement.rgb_out.weight)
+    torch.nn.init.zeros_(generator.refinement.rgb_out.bias)
+    y, near, far = (torch.rand(1, 3, 10, 10) for _ in range(3))
+    assert torch.equal(generator(y, near, far), near)
+
+
+def test_gradients_reach_every_parameter():
+    torch.manual_seed(0)
+    model, disc = build_model("tiny"), build_discriminator("tiny")
+    y, x = torch.rand(2, 3, 20, 20), torch.rand(2, 5, 3, 20, 20)
+    middle = model.middle(y)
+    frames = model.unroll(y, middle, 5)
+    total, _ = sequence_losses(frames, x, y, disc)
+    (middle_loss(middle, x[:, 2]) + total).backward()
+    fake = frames.detach()[:, [0, 1, 3, 4]].flatten(0, 1)
+    cond = y.repeat_interleave(4, dim=0)
+    adversarial_discriminator_loss(disc(cond, x[:, [0, 1, 3, 4]].flatten(0, 1)), disc(cond, fake)).backward()
+    for name, module in (("model", model), ("discriminator", disc)):
+        for pname, p in module.named_parameters():
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}.{pname} got no gradient"
+
+
+def test_preset_parameter_counts():
+    counts = {}
+    for preset in ("paper", "small", "tiny"):
+        model, disc = build_model(preset), build_discriminator(preset)
+        counts[preset] = (count(model.middle), count(model.generator), count(disc))
+        print(f"{preset}: middle {counts[preset][0]:,}  generator {counts[preset][1]:,}  discriminator {counts[preset][2]:,}")
+    assert 4_500_000 <= counts["paper"][0] <= 5_500_000  # paper Table 3: φm has 5 M
+    assert 2_000_000 <= counts["paper"][1] <= 3_500_000  # one of the paper's ≈3 M non-middle networks
+    assert counts["tiny"][0] + counts["tiny"][1] < 200_000
+    assert all(counts["tiny"][i] < counts["small"][i] < counts["paper"][i] for i in range(3))
+
+
+def test_config_round_trip_and_mismatch(tiny):
+    config = json.loads(json.dumps(tiny.config))
+    rebuilt = build_model_from_config(config, tiny.state_dict())
+    y = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval().extract(y, 3), tiny.eval().extract(y, 3))
+    with pytest.raises(ValueError, match="do not match the model config"):
+        build_model_from_config(build_model("small").config, tiny.state_dict())
+    with pytest.raises(ValueError, match="invalid middle config"):
+        build_model_from_config({**config, "middle": {**config["middle"], "width": 3}})
+    with pytest.raises(ValueError, match="unknown model kind"):
+        build_model_from_config({**config, "kind": "UNet"})
+    disc = build_discriminator("tiny")
+    again = build_model_from_config(json.loads(json.dumps(disc.config)), disc.state_dict())
+    assert isinstance(again, PatchDiscriminator)
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="unknown model preset 'huge'"):
+        build_model("huge")
+
+
+def test_discriminator_logit_map():
+    disc = build_discriminator("tiny")
+    y = torch.rand(2, 3, 37, 53)
+    assert disc(y, y).shape == (2, 1, 9, 13)
+
+
+def torchvision_layout_state_dict(vgg: VGG16Features) -> dict[str, torch.Tensor]:
+    """``vgg``'s weights under torchvision ``vgg16()`` keys, plus the layers we ignore (as small
+    placeholders: they are only there to be skipped)."""
+    state = dict(vgg.state_dict())
+    for index in (17, 19, 21, 24, 26, 28):
+        state[f"features.{index}.weight"] = torch.zeros(1)
+        state[f"features.{index}.bias"] = torch.zeros(1)
+    for index in (0, 3, 6):
+        state[f"classifier.{index}.weight"] = torch.zeros(1)
+        state[f"classifier.{index}.bias"] = torch.zeros(1)
+    return state
+
+
+def test_vgg_keys_match_torchvision():
+    keys = set(VGG16Features().state_dict())
+    assert keys == {f"features.{i}.{p}" for i in (0, 2, 5, 7, 10, 12, 14) for p in ("weight", "bias")}
+
+
+def test_vgg_loads_torchvision_state_dict(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    reference = VGG16Features()
+    for p in reference.parameters():
+        p.data.normal_(0, 0.05)
+    file = tmp_path / "vgg16.pth"
+    torch.save(torchvision_layout_state_dict(reference), file)
+    x = torch.rand(1, 3, 16, 16)
+    want = reference(x)
+    monkeypatch.delenv("B2V_VGG16", raising=False)
+    for loaded in (load_vgg16(file), load_vgg16(str(file))):
+        got = loaded(x)
+        assert [g.shape for g in got] == [(1, 128, 8, 8), (1, 256, 4, 4)]
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+        assert not any(p.requires_grad for p in loaded.parameters())
+    monkeypatch.setenv("B2V_VGG16", str(file))
+    assert torch.equal(load_vgg16()(x)[1], want[1])
+    monkeypatch.delenv("B2V_VGG16")
+    hub = tmp_path / "hub"
+    (hub / "checkpoints").mkdir(parents=True)
+    (hub / "checkpoints" / "vgg16-397923af.pth").write_bytes(file.read_bytes())
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(hub))
+    assert torch.equal(load_vgg16()(x)[0], want[0])
+
+
+def test_missing_vgg_warns_once_and_returns_none(tmp_path, monkeypatch):
+    monkeypatch.delenv("B2V_VGG16", raising=False)
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path))
+    monkeypatch.setattr(vgg_module, "_warned_missing", False)
+    with pytest.warns(UserWarning, match="perceptual loss is DISABLED.*image-gradient L1"):
+        assert load_vgg16() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_vgg16() is None
+
+
+def test_named_vgg_file_that_is_missing_raises(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="path names"):
+        load_vgg16(tmp_path / "nope.pth")
+    monkeypatch.setenv("B2V_VGG16", str(tmp_path / "nope.pth"))
+    with pytest.raises(FileNotFoundError, match="B2V_VGG16"):
+        load_vgg16()
