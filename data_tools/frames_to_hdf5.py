@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import imageio.v3 as iio
+import numpy as np
 
 from b2v_rnn.data.convert import Scene, add_arguments, convert, run_cli, to_rgb
 from b2v_rnn.data.errors import DataError
@@ -29,6 +30,15 @@ def images_in(folder: Path) -> list[Path]:
     """Image files directly inside `folder`, in natural order."""
     return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
                   key=_natural)
+
+
+def read_frame(path: Path) -> np.ndarray:
+    """uint8 (H, W, 3) pixels of one image file; an unreadable file raises DataError."""
+    try:
+        image = iio.imread(path, plugin="pillow")
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read image ({e})") from None
+    return to_rgb(image, str(path))
 
 
 def find_scenes(root: Path) -> list[Scene]:
@@ -49,7 +59,7 @@ def find_scenes(root: Path) -> list[Scene]:
         files = images_in(folder)
         if not files:
             raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this scene folder")
-        scenes.append(Scene(str(folder), (to_rgb(iio.imread(f), str(f)) for f in files), len(files)))
+        scenes.append(Scene(str(folder), (read_frame(f) for f in files), len(files)))
     return scenes
 
 

@@ -23,7 +23,7 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
     try:
         for i, frame in enumerate(iio.imiter(path, plugin="FFMPEG")):
             yield to_rgb(frame, f"{path} frame {i}")
-    except (OSError, RuntimeError, StopIteration) as e:
+    except (OSError, RuntimeError) as e:
         raise DataError(f"{path}: cannot decode video ({e})") from None
 
 

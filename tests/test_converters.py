@@ -92,6 +92,10 @@ def test_frames_bad_inputs(gopro, tmp_path, capsys):
     mixed = tmp_path / "mixed"
     write_scene(mixed, [np.zeros((8, 8, 3), np.uint8)] * 3 + [np.zeros((9, 8, 3), np.uint8)])
     cases.append(([mixed, "--T", "3"], "frame 3 is 8x9, but the first frame is 8x8 (images of mixed sizes)"))
+    broken = tmp_path / "broken"
+    write_scene(broken, [np.zeros((8, 8, 3), np.uint8)] * 3)
+    (broken / "1.png").write_bytes(b"not a png")
+    cases.append(([broken, "--T", "3"], f"{broken / '1.png'}: cannot read image"))
     for args, message in cases:
         code, err = run(frames_main, [args[0], "--out", out, *args[1:], "--quiet"], capsys)
         assert code == 2 and message in err, (args, err)
