@@ -1,0 +1,81 @@
+// Host-side helpers shared by the CUDA launchers (PyTorch-aware; kernels live in *.cuh).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <limits>
+
+#include "fused_conv2d.cuh"
+
+// float32, float16 and bfloat16 only: the kernels have no float64 tensor-core path.
+#define B2V_DISPATCH_CUDA_TYPES(TYPE, NAME, ...)                \
+  AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
+                                     AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__) AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
+
+namespace b2v_rnn {
+namespace cuda {
+
+// ATen scalar type → the CUDA type the kernels are written for (same bits).
+template <typename S>
+struct CudaType {
+  using type = S;
+};
+template <>
+struct CudaType<at::Half> {
+  using type = __half;
+};
+template <>
+struct CudaType<at::BFloat16> {
+  using type = __nv_bfloat16;
+};
+
+template <typename S>
+const typename CudaType<S>::type* cuda_ptr(const at::Tensor& t) {
+  return reinterpret_cast<const typename CudaType<S>::type*>(t.data_ptr<S>());
+}
+template <typename S>
+typename CudaType<S>::type* cuda_mut_ptr(at::Tensor& t) {
+  return reinterpret_cast<typename CudaType<S>::type*>(t.data_ptr<S>());
+}
+
+// The tensor-core kernels use bf16 and TF32 WMMA, which need compute capability 8.0.
+inline void check_device(const char* op, const at::Tensor& x) {
+  TORCH_CHECK(x.is_cuda(), op, ": expected CUDA tensors, got x on ", x.device());
+  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, op,
+              ": CUDA supports float32, float16 and bfloat16, got ", x.scalar_type());
+  int major = 0, minor = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.device().index()));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, x.device().index()));
+  TORCH_CHECK(major >= 8, op, ": the CUDA kernels need compute capability >= 8.0 (Ampere), but ", x.device(),
+              " is ", major, ".", minor);
+}
+
+inline void check_same(const char* op, const char* name, const at::Tensor& t, const at::Tensor& x) {
+  TORCH_CHECK(t.device() == x.device(), op, ": ", name, " is on ", t.device(), " but x is on ", x.device());
+  TORCH_CHECK(t.scalar_type() == x.scalar_type(), op, ": ", name, " has dtype ", t.scalar_type(), " but x has ",
+              x.scalar_type());
+}
+
+// The kernels index one sample and one weight with 32-bit ints.
+inline void check_int32(const char* op, const char* name, int64_t numel) {
+  TORCH_CHECK(numel <= std::numeric_limits<int32_t>::max(), op, ": ", name, " has ", numel,
+              " elements per sample, more than the kernels' 32-bit indexing allows");
+}
+
+// Gradients are returned with the strides the fake kernels promise (empty_like of the input).
+inline at::Tensor with_layout_of(const at::Tensor& grad, const at::Tensor& like) {
+  if (grad.strides() == like.strides()) return grad;
+  at::Tensor out = at::empty_like(like);
+  if (out.strides() == grad.strides()) return grad;
+  out.copy_(grad);
+  return out;
+}
+
+}  // namespace cuda
+}  // namespace b2v_rnn
