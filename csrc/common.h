@@ -43,6 +43,8 @@ inline void check_conv(const char* op, const at::Tensor& x, const at::Tensor& we
 // fake kernels, opcheck and torch.compile see an ordinary tensor).
 inline at::Tensor masked_out(const at::Tensor& like) { return at::empty({0}, like.options()); }
 
+constexpr int64_t kMinParallelFlops = int64_t(1) << 22;
+
 // Number of output pixels per tile: the im2col buffer (rows x tile) stays within about
 // half of a 2 MiB L2, with at least 64 columns for the GEMM and no more than a plane.
 inline int64_t tile_pixels(int64_t rows, int64_t plane, size_t elem_size) {
@@ -68,7 +70,10 @@ void tiled_conv(at::Tensor& out, const at::Tensor& weight, const std::optional<a
   const int64_t tiles = (plane + n_tile - 1) / n_tile;
   const at::Tensor out3d = out.view({batch, channels_out, plane});
 
-  at::parallel_for(0, batch * tiles, 1, [&](int64_t begin, int64_t end) {
+  // Small problems run on the calling thread: a parallel region costs more than they do.
+  const int64_t tile_flops = 2 * channels_out * rows * n_tile;
+  const int64_t grain = std::max<int64_t>(1, kMinParallelFlops / tile_flops);
+  at::parallel_for(0, batch * tiles, grain, [&](int64_t begin, int64_t end) {
     // Worker threads do not inherit the caller's dispatch state: skip autograd here.
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     at::Tensor buffer = at::empty({rows * n_tile}, out.options());

@@ -100,6 +100,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> preact_di
 
   // The backward recomputes the activation and lets ATen's convolution_backward do the
   // convolution; the ReLU and affine gradients run fused in one pass per (b, c) plane.
+  const int64_t grain = std::max<int64_t>(1, kMinParallelFlops / 16 / std::max<int64_t>(1, plane));
   at::Tensor activated = at::empty_like(x, at::MemoryFormat::Contiguous);
   at::Tensor grad_x = output_mask[0] ? at::empty_like(x, at::MemoryFormat::Contiguous) : masked_out(x);
   at::Tensor grad_scale = output_mask[1] ? at::empty_like(scale) : masked_out(x);
@@ -111,7 +112,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> preact_di
     const scalar_t* sp = scale.const_data_ptr<scalar_t>();
     const scalar_t* tp = shift.const_data_ptr<scalar_t>();
     scalar_t* ap = activated.data_ptr<scalar_t>();
-    at::parallel_for(0, batch * channels, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, batch * channels, grain, [&](int64_t begin, int64_t end) {
       for (int64_t bc = begin; bc < end; ++bc) {
         const scalar_t s = sp[bc], t = tp[bc];
         const scalar_t* src = xp + bc * plane;
@@ -137,7 +138,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> preact_di
       scalar_t* gxp = output_mask[0] ? grad_x.data_ptr<scalar_t>() : nullptr;
       scalar_t* gsp = output_mask[1] ? grad_scale.data_ptr<scalar_t>() : nullptr;
       scalar_t* gtp = output_mask[2] ? grad_shift.data_ptr<scalar_t>() : nullptr;
-      at::parallel_for(0, batch * channels, 1, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, batch * channels, grain, [&](int64_t begin, int64_t end) {
         for (int64_t bc = begin; bc < end; ++bc) {
           const scalar_t s = sp[bc], t = tp[bc];
           const scalar_t* xc = xp + bc * plane;
