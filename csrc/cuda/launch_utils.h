@@ -13,7 +13,7 @@
 
 #include "fused_conv2d.cuh"
 
-// float32, float16 and bfloat16 only: the kernels have no float64 tensor-core path.
+// float32, float16 and bfloat16: the dtypes the fused kernels are instantiated for.
 #define B2V_DISPATCH_CUDA_TYPES(TYPE, NAME, ...)                \
   AT_DISPATCH_SWITCH(TYPE, NAME, AT_DISPATCH_CASE(at::kFloat, __VA_ARGS__) \
                                      AT_DISPATCH_CASE(at::kHalf, __VA_ARGS__) AT_DISPATCH_CASE(at::kBFloat16, __VA_ARGS__))
@@ -45,10 +45,9 @@ typename CudaType<S>::type* cuda_mut_ptr(at::Tensor& t) {
 }
 
 // The tensor-core kernels use bf16 and TF32 WMMA, which need compute capability 8.0.
+// (float64 never reaches them: the launchers compose ATen ops for it, for testing only.)
 inline void check_device(const char* op, const at::Tensor& x) {
   TORCH_CHECK(x.is_cuda(), op, ": expected CUDA tensors, got x on ", x.device());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kHalf || x.scalar_type() == at::kBFloat16, op,
-              ": CUDA supports float32, float16 and bfloat16, got ", x.scalar_type());
   int major = 0, minor = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, x.device().index()));
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, x.device().index()));
@@ -68,14 +67,9 @@ inline void check_int32(const char* op, const char* name, int64_t numel) {
               " elements per sample, more than the kernels' 32-bit indexing allows");
 }
 
-// Gradients are returned with the strides the fake kernels promise (empty_like of the input).
-inline at::Tensor with_layout_of(const at::Tensor& grad, const at::Tensor& like) {
-  if (grad.strides() == like.strides()) return grad;
-  at::Tensor out = at::empty_like(like);
-  if (out.strides() == grad.strides()) return grad;
-  out.copy_(grad);
-  return out;
-}
+// Backward results follow the fake kernels (b2v_rnn/ops/_register.py): gradients are
+// contiguous, and a gradient masked out by output_mask is an empty (0,) tensor.
+inline at::Tensor masked_out(const at::Tensor& like) { return at::empty({0}, like.options()); }
 
 }  // namespace cuda
 }  // namespace b2v_rnn

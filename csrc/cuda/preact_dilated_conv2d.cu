@@ -86,6 +86,13 @@ at::Tensor preact_dilated_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& 
                 g.out_channels, ",), got ", bias_in->sizes());
     bias = bias_in->contiguous();
   }
+  if (x.scalar_type() == at::kDouble) {  // no tensor-core path: ATen, so float64 tests still run
+    const at::Tensor activated = at::relu(x * scale.view({g.batch, g.in_channels, 1, 1}) +
+                                          shift.view({g.batch, g.in_channels, 1, 1}));
+    return at::conv2d(activated, weight, bias, /*stride=*/{1, 1}, /*padding=*/{padding, padding},
+                      /*dilation=*/{dilation, dilation})
+        .contiguous();
+  }
   at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   B2V_DISPATCH_CUDA_TYPES(x.scalar_type(), "preact_dilated_conv2d_cuda", [&] {
@@ -115,7 +122,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> preact_di
   const bool need_x = output_mask[0], need_scale = output_mask[1], need_shift = output_mask[2];
   const bool need_activation_grad = need_x || need_scale || need_shift;
   if (!(need_activation_grad || output_mask[3] || output_mask[4])) {
-    return {at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {masked_out(x_in), masked_out(x_in), masked_out(x_in), masked_out(x_in), masked_out(x_in)};
   }
 
   const auto channels_last = at::MemoryFormat::ChannelsLast;
@@ -127,8 +134,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> preact_di
   const int channels = g.in_channels;
   const int pixels = g.in_h * g.in_w;
 
-  at::Tensor activated = at::empty_like(x, channels_last);
-  if (numel > 0) {
+  const bool composed = x.scalar_type() == at::kDouble;  // float64: ATen ops instead of kernels
+  const at::Tensor affine_scale = scale.view({g.batch, channels, 1, 1});
+  const at::Tensor affine_shift = shift.view({g.batch, channels, 1, 1});
+  at::Tensor activated = composed ? at::relu(x * affine_scale + affine_shift).contiguous(channels_last)
+                                  : at::empty_like(x, channels_last);
+  if (!composed && numel > 0) {
     B2V_DISPATCH_CUDA_TYPES(x.scalar_type(), "preact_activate_cuda", [&] {
       using T = typename CudaType<scalar_t>::type;
       const int threads = 256;
@@ -153,8 +164,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> preact_di
     if (need_x) grad_x = at::empty_like(x, channels_last);
     const bool reduce = need_scale || need_shift;
     at::Tensor sums;  // float32 accumulators: [0] Σ g·m·x → grad_scale, [1] Σ g·m → grad_shift
-    if (reduce) sums = at::zeros({2, g.batch, channels}, x.options().dtype(at::kFloat));
-    if (numel > 0) {
+    if (reduce) sums = at::zeros({2, g.batch, channels}, x.options().dtype(composed ? at::kDouble : at::kFloat));
+    if (composed) {
+      const at::Tensor g_masked = grad_activated * (activated > 0);
+      if (need_x) grad_x = g_masked * affine_scale;
+      if (reduce) {
+        sums[0].copy_((g_masked * x).sum({2, 3}));
+        sums[1].copy_(g_masked.sum({2, 3}));
+      }
+    } else if (numel > 0) {
       constexpr int kThreadsPerBlock = 256, kPixelsPerBlock = 64, kChannelSlice = 2048;
       const dim3 grid((unsigned)((pixels + kPixelsPerBlock - 1) / kPixelsPerBlock), (unsigned)g.batch,
                       (unsigned)((channels + kChannelSlice - 1) / kChannelSlice));
@@ -171,12 +189,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> preact_di
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     }
-    if (need_x) grad_x = with_layout_of(grad_x, x_in);
-    if (need_scale) grad_scale = with_layout_of(sums[0].to(x.scalar_type()), scale_in);
-    if (need_shift) grad_shift = with_layout_of(sums[1].to(x.scalar_type()), shift_in);
+    if (need_x) grad_x = grad_x.contiguous();
+    if (need_scale) grad_scale = sums[0].to(x.scalar_type());
+    if (need_shift) grad_shift = sums[1].to(x.scalar_type());
   }
-  if (output_mask[3]) grad_weight = with_layout_of(grad_weight, weight);
-  return {grad_x, grad_scale, grad_shift, grad_weight, grad_bias};
+  return {need_x ? grad_x : masked_out(x_in), need_scale ? grad_scale : masked_out(x_in),
+          need_shift ? grad_shift : masked_out(x_in), output_mask[3] ? grad_weight.contiguous() : masked_out(x_in),
+          output_mask[4] ? grad_bias.contiguous() : masked_out(x_in)};
 }
 
 }  // namespace

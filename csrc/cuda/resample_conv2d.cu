@@ -88,6 +88,10 @@ at::Tensor resample_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& weight
                 g.out_channels, ",), got ", bias_in->sizes());
     bias = bias_in->contiguous();
   }
+  if (x.scalar_type() == at::kDouble) {  // no tensor-core path: ATen, so float64 tests still run
+    const at::Tensor resampled = shuffle ? at::pixel_shuffle(x, factor) : at::pixel_unshuffle(x, factor);
+    return at::conv2d(resampled, weight, bias, /*stride=*/{1, 1}, /*padding=*/{padding, padding}).contiguous();
+  }
   at::Tensor out = at::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   B2V_DISPATCH_CUDA_TYPES(x.scalar_type(), "resample_conv2d_cuda", [&] {
@@ -119,7 +123,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> resample_conv2d_backward_cuda(
                   grad_out.size(2) == g.out_h && grad_out.size(3) == g.out_w,
               kOp, ": grad_out has shape ", grad_out.sizes(), ", expected (", g.batch, ", ", g.out_channels, ", ",
               g.out_h, ", ", g.out_w, ")");
-  if (!(output_mask[0] || output_mask[1] || output_mask[2])) return {at::Tensor(), at::Tensor(), at::Tensor()};
+  if (!(output_mask[0] || output_mask[1] || output_mask[2])) return {masked_out(x), masked_out(x), masked_out(x)};
 
   // cuDNN is fastest in channels-last, and runs every layout correctly.
   const auto channels_last = at::MemoryFormat::ChannelsLast;
@@ -132,13 +136,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> resample_conv2d_backward_cuda(
       /*stride=*/{1, 1}, /*padding=*/{padding, padding}, /*dilation=*/{1, 1}, /*transposed=*/false,
       /*output_padding=*/{0, 0}, /*groups=*/1, output_mask);
 
-  at::Tensor grad_x;
-  if (output_mask[0]) {
-    grad_x = with_layout_of(
-        shuffle ? at::pixel_unshuffle(grad_resampled, factor) : at::pixel_shuffle(grad_resampled, factor), x);
-  }
-  if (output_mask[1]) grad_weight = with_layout_of(grad_weight, weight);
-  return {grad_x, grad_weight, grad_bias};
+  const at::Tensor grad_x =
+      output_mask[0]
+          ? (shuffle ? at::pixel_unshuffle(grad_resampled, factor) : at::pixel_shuffle(grad_resampled, factor))
+                .contiguous()
+          : masked_out(x);
+  return {grad_x, output_mask[1] ? grad_weight.contiguous() : masked_out(x),
+          output_mask[2] ? grad_bias.contiguous() : masked_out(x)};
 }
 
 }  // namespace
