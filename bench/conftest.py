@@ -1,0 +1,39 @@
+"""Benchmark set-up: import path for the shared test helpers, machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    import torch
+
+    from b2v_rnn import ops
+
+    machine_info["cpu_model"] = cpu_model()
+    machine_info["cpu_count"] = os.cpu_count()
+    machine_info["torch"] = torch.__version__
+    machine_info["torch_threads"] = torch.get_num_threads()
+    machine_info["torch_parallel"] = next(
+        (line.strip() for line in torch.__config__.parallel_info().splitlines() if "parallel backend" in line), ""
+    )
+    machine_info["b2v_ops_backend"] = ops.backend()
+    if hasattr(os, "getloadavg"):
+        machine_info["load_average_at_start"] = os.getloadavg()
+    if torch.cuda.is_available():
+        machine_info["gpu"] = torch.cuda.get_device_name()
