@@ -1,0 +1,133 @@
+"""Checkpoint files: atomic saving, validated loading, and the default weights shipped with
+the package.
+
+A checkpoint is a dict saved with `torch.save`:
+    format="b2v_rnn-checkpoint", version=1,
+    model          BlurToVideo state dict        model_config  its `config` (JSON-able)
+    T              frames per clip it was trained on
+    and, in training checkpoints, also
+    discriminator, discriminator_config, optimizers {name: state}, step, args (dict),
+    rng {torch, cuda, numpy, python}, sampler {seed, step, ...}.
+Everything in it is tensors and plain Python values (the numpy RNG state is stored as a
+list), so it loads with `torch.load(weights_only=True)`: loading a checkpoint never runs
+code from the file.
+
+The package may ship default weights at `b2v_rnn/weights/default.pt` with
+`default.pt.sha256` beside it (`sha256sum` format); `default_checkpoint()` verifies the
+hash before the file is used.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import torch
+
+FORMAT = "b2v_rnn-checkpoint"
+VERSION = 1
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, corrupt, or does not fit its use."""
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
+    """`torch.save(state)` to `path` atomically: written under a unique temporary name in
+    the same folder, flushed to disk, then renamed, so `path` is always either the old or
+    the new complete file (an interruption never leaves a truncated checkpoint)."""
+    path = Path(path)
+    state = {"format": FORMAT, "version": VERSION, **state}
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read and validate a checkpoint; CheckpointError names the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many types for a corrupt or foreign file
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path}: not a b2v_rnn checkpoint (format={found!r}, expected {FORMAT!r})")
+    if state.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r} is not supported "
+                              f"(this b2v_rnn reads version {VERSION})")
+    for key in ("model", "model_config", "T"):
+        if key not in state:
+            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+    return state
+
+
+def model_from_checkpoint(state: dict, path: str | os.PathLike = "checkpoint"):
+    """Rebuild the BlurToVideo model a loaded checkpoint describes, with its weights.
+
+    An architecture the config does not describe (a checkpoint of another model, an edited
+    config, weights of other shapes) raises CheckpointError naming the file.
+    """
+    from .models import build_model_from_config
+
+    config = state["model_config"]
+    if not isinstance(config, dict) or config.get("kind") != "BlurToVideo":
+        kind = config.get("kind") if isinstance(config, dict) else type(config).__name__
+        raise CheckpointError(f"{path}: holds a model of kind {kind!r}, expected 'BlurToVideo'")
+    try:
+        return build_model_from_config(config, state["model"])
+    except (ValueError, TypeError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: does not fit this version of b2v_rnn's architecture: {e}") from None
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
+    """(model in eval mode on `device`, checkpoint dict) from a checkpoint file."""
+    state = load_checkpoint(path)
+    model = model_from_checkpoint(state, path).to(device).eval()
+    return model, state
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_checkpoint() -> Path:
+    """The default weights shipped with the package, after checking their SHA-256.
+
+    Raises CheckpointError when none ship with this installation (train one with
+    `python -m b2v_rnn.train` and pass `--checkpoint`), when the hash file is missing, or
+    when the weights do not match it (a damaged or replaced file).
+    """
+    if not DEFAULT_WEIGHTS.is_file():
+        raise CheckpointError(
+            f"no --checkpoint given and no default weights ship with this installation "
+            f"({DEFAULT_WEIGHTS} does not exist); train a model with `python -m b2v_rnn.train "
+            f"--out runs/NAME` and pass --checkpoint runs/NAME/checkpoint.pt")
+    hash_file = DEFAULT_WEIGHTS.with_name(DEFAULT_WEIGHTS.name + ".sha256")
+    if not hash_file.is_file():
+        raise CheckpointError(f"{DEFAULT_WEIGHTS}: its hash file {hash_file} is missing; "
+                              "the default weights cannot be verified")
+    fields = hash_file.read_text().split()
+    expected = fields[0].lower() if fields else ""
+    actual = sha256_of(DEFAULT_WEIGHTS)
+    if actual != expected:
+        raise CheckpointError(f"{DEFAULT_WEIGHTS}: SHA-256 {actual} does not match {expected!r} "
+                              f"in {hash_file}; the file is damaged or was replaced")
+    return DEFAULT_WEIGHTS

@@ -1,0 +1,158 @@
+"""Evaluate a checkpoint on an HDF5 test split with the metrics of DESIGN §7.
+
+    python -m b2v_rnn.evaluate --data test.h5 --checkpoint runs/x/best.pt --out runs/x/eval
+    python -m b2v_rnn.evaluate --checkpoint runs/x/best.pt      # embedded synthetic test split
+
+Prints a table; with --out also writes metrics.json (the summary, the per-clip values and
+the conventions) and psnr_per_frame.png. Every clip is evaluated at full size (the model
+pads internally), or in tiles with --tile. Metric conventions: see `b2v_rnn.metrics`
+(data range 1, RGB, no border crop, predictions clamped, PSNR capped at 100 dB).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from tqdm import tqdm
+
+from . import metrics as M
+from . import visualize
+from .cli import CliError, check_T, resolve_device, run_main
+from .predict import extract_tiled, load_for_inference
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m b2v_rnn.evaluate", allow_abbrev=False,
+                                description="Metrics of DESIGN §7 on a b2v HDF5 file.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", type=Path, help="b2v HDF5 file (default: the embedded synthetic test split)")
+    p.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the weights shipped with the package)")
+    p.add_argument("--T", type=int, help="frames per clip; must equal the file's T (default: the file's)")
+    p.add_argument("--out", type=Path, help="write metrics.json and psnr_per_frame.png here")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N clips (0 = all)")
+    p.add_argument("--tile", type=int, default=0, help="run the model in N x N tiles (0 = whole clip)")
+    p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing metrics.json / plot in --out")
+    return p
+
+
+def evaluate(extract: Callable[[torch.Tensor], torch.Tensor], dataset, limit: int = 0,
+             device: str | torch.device = "cpu", progress: bool = True) -> dict:
+    """Metrics of `extract` over the clips of `dataset` (a BlurSequenceDataset without
+    augmentation). extract: y (1, 3, H, W) on `device` -> frames (1, T, 3, H, W).
+
+    Returns the `MetricAverager` summary plus "clips" (the per-clip metrics, in file order)
+    and "blurry_frame_psnr" (the per-frame PSNR of the blurry input against each true frame).
+    """
+    n = len(dataset) if limit <= 0 else min(limit, len(dataset))
+    averager, clips = M.MetricAverager(), []
+    T = dataset.T
+    blurry_frames = torch.zeros(T, dtype=torch.float64)
+    for i in tqdm(range(n), desc="evaluate", unit="clip", disable=not progress):
+        item = dataset[i]
+        y, x = item["blurry"], item["sharp"]
+        pred = extract(y[None].to(device))[0].float().cpu()
+        if pred.shape != x.shape:
+            raise ValueError(f"clip {i}: the model returned {tuple(pred.shape)}, expected {tuple(x.shape)}")
+        clip = M.clip_metrics(pred, x, y)
+        averager.add(clip)
+        clips.append(clip)
+        blurry_frames += torch.tensor([M.psnr(y, f) for f in x], dtype=torch.float64)
+    summary = averager.summary()
+    summary["blurry_frame_psnr"] = (blurry_frames / n).tolist()
+    summary["clips"] = clips
+    return summary
+
+
+def format_table(s: dict) -> str:
+    """The summary as an aligned text table."""
+    K = sum(1 for k in s if k.startswith("pair_psnr_k"))
+    rows = [
+        ("clips", f"{s['n']}"),
+        ("middle PSNR (dB)", f"{s['middle_psnr']:.2f}"),
+        ("  blurry input (baseline)", f"{s['blurry_psnr']:.2f}   gain {s['middle_psnr_gain']:+.2f}"),
+        ("middle SSIM", f"{s['middle_ssim']:.4f}"),
+        ("  blurry input (baseline)", f"{s['blurry_ssim']:.4f}  gain {s['middle_ssim_gain']:+.4f}"),
+    ]
+    rows += [(f"pair PSNR k={k} (dB, order-invariant)", f"{s[f'pair_psnr_k{k}']:.2f}") for k in range(1, K + 1)]
+    rows += [
+        ("sequence PSNR (dB, best direction)", f"{s['seq_psnr']:.2f}   reversed in {s['seq_reversed']:.0%} of clips"),
+        ("  per frame", " ".join(f"{v:.2f}" for v in s["frame_psnr"])),
+        ("  blurry input per frame", " ".join(f"{v:.2f}" for v in s["blurry_frame_psnr"])),
+        ("PWPSNR (dB, per-pixel direction)", f"{s['pwpsnr']:.2f}"),
+        ("consistency PSNR(mean x̂, y) (dB)", f"{s['consistency_psnr']:.2f}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the evaluation; returns the summary dict (see `evaluate`)."""
+    from .data import BlurSequenceDataset, default_dataset
+    from .data.errors import DataError
+
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.T is not None:
+        check_T(args.T)
+    if args.limit < 0 or args.tile < 0 or args.tile_overlap < 0:
+        raise CliError("--limit, --tile and --tile-overlap must be >= 0")
+    if args.tile and args.tile <= 2 * args.tile_overlap:
+        raise CliError(f"--tile {args.tile} must be larger than twice --tile-overlap {args.tile_overlap}")
+    device = resolve_device(args.device)
+    if args.amp and device.type != "cuda":
+        raise CliError(f"--amp is bfloat16 autocast on CUDA; the device is {device}")
+    if args.out is not None:
+        if args.out.exists() and not args.out.is_dir():
+            raise CliError(f"--out {args.out}: exists and is not a folder")
+        existing = [p for p in (args.out / "metrics.json", args.out / "psnr_per_frame.png") if p.exists()]
+        if existing and not args.overwrite:
+            raise CliError(f"{existing[0]} exists already (pass --overwrite to replace it)")
+    try:
+        data = args.data if args.data is not None else default_dataset("test", args.T or 7)
+        dataset = BlurSequenceDataset(data, crop=None, augment=False, T=args.T)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        raise CliError(f"--data: {e}") from None
+    T = dataset.T
+    model, checkpoint = load_for_inference(args.checkpoint, T, device)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if args.amp else nullcontext()
+
+    def extract(y: torch.Tensor) -> torch.Tensor:
+        with amp:
+            return extract_tiled(model, y, T, args.tile, args.tile_overlap)
+
+    start = time.perf_counter()
+    summary = evaluate(extract, dataset, args.limit, device)
+    seconds = time.perf_counter() - start
+    print(f"{data} | {checkpoint} | T={T} | {device} | {seconds:.1f} s")
+    print(format_table(summary))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = {
+            "data": str(data), "checkpoint": str(checkpoint), "T": T, "device": str(device),
+            "tile": args.tile, "seconds": seconds,
+            "conventions": {"data_range": 1.0, "color": "RGB", "crop_border": 0, "psnr_cap_db": M.PSNR_CAP,
+                            "ssim": "skimage structural_similarity, gaussian sigma 1.5, channel_axis=-1",
+                            "averaging": "mean over clips of per-clip values"},
+            "metrics": {k: v for k, v in summary.items() if k != "clips"},
+            "clips": summary["clips"],
+        }
+        tmp = args.out / ".metrics.json.tmp"
+        tmp.write_text(json.dumps(report, indent=2))
+        tmp.replace(args.out / "metrics.json")
+        visualize.plot_psnr_per_frame({"prediction": summary["frame_psnr"],
+                                       "blurry input": summary["blurry_frame_psnr"]},
+                                      args.out / "psnr_per_frame.png", title=f"psnr per frame, {Path(data).name}")
+        print(f"wrote {args.out / 'metrics.json'} and {args.out / 'psnr_per_frame.png'}")
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(main)
