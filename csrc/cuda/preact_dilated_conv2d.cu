@@ -163,14 +163,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> preact_di
     grad_activated = grad_activated.contiguous(channels_last);
     if (need_x) grad_x = at::empty_like(x, channels_last);
     const bool reduce = need_scale || need_shift;
-    at::Tensor sums;  // float32 accumulators: [0] Σ g·m·x → grad_scale, [1] Σ g·m → grad_shift
-    if (reduce) sums = at::zeros({2, g.batch, channels}, x.options().dtype(composed ? at::kDouble : at::kFloat));
+    // Accumulators (float32; separate tensors so the two gradients never share storage).
+    at::Tensor sum_scale, sum_shift;  // Σ g·m·x → grad_scale, Σ g·m → grad_shift
+    if (reduce) {
+      const auto accumulate = x.options().dtype(composed ? at::kDouble : at::kFloat);
+      sum_scale = at::zeros({g.batch, channels}, accumulate);
+      sum_shift = at::zeros({g.batch, channels}, accumulate);
+    }
     if (composed) {
       const at::Tensor g_masked = grad_activated * (activated > 0);
       if (need_x) grad_x = g_masked * affine_scale;
       if (reduce) {
-        sums[0].copy_((g_masked * x).sum({2, 3}));
-        sums[1].copy_(g_masked.sum({2, 3}));
+        sum_scale = (g_masked * x).sum({2, 3});
+        sum_shift = g_masked.sum({2, 3});
       }
     } else if (numel > 0) {
       constexpr int kThreadsPerBlock = 256, kPixelsPerBlock = 64, kChannelSlice = 2048;
@@ -184,14 +189,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> preact_di
         preact_backward_nhwc_kernel<T><<<grid, kThreadsPerBlock, shared_bytes, stream>>>(
             cuda_ptr<scalar_t>(x), cuda_ptr<scalar_t>(scale), cuda_ptr<scalar_t>(shift),
             cuda_ptr<scalar_t>(grad_activated), need_x ? cuda_mut_ptr<scalar_t>(grad_x) : nullptr,
-            reduce ? sums[0].data_ptr<float>() : nullptr, reduce ? sums[1].data_ptr<float>() : nullptr, channels,
+            reduce ? sum_scale.data_ptr<float>() : nullptr, reduce ? sum_shift.data_ptr<float>() : nullptr, channels,
             pixels, kPixelsPerBlock, slice);
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     }
     if (need_x) grad_x = grad_x.contiguous();
-    if (need_scale) grad_scale = sums[0].to(x.scalar_type());
-    if (need_shift) grad_shift = sums[1].to(x.scalar_type());
+    if (need_scale) grad_scale = sum_scale.to(x.scalar_type());
+    if (need_shift) grad_shift = sum_shift.to(x.scalar_type());
   }
   return {need_x ? grad_x : masked_out(x_in), need_scale ? grad_scale : masked_out(x_in),
           need_shift ? grad_shift : masked_out(x_in), output_mask[3] ? grad_weight.contiguous() : masked_out(x_in),
