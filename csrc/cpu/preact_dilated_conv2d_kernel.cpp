@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <vector>
 
 #include "common.h"
 
@@ -31,34 +32,41 @@ void check_preact(const at::Tensor& x, const at::Tensor& scale, const at::Tensor
               x.size(1));
 }
 
+// The kw taps of one input row read the same activated row at kw shifts: the row is
+// activated once into a zero-padded buffer (zero padding comes after the activation, as
+// in the eager chain), then each im2col row segment is a contiguous copy out of it.
 template <typename scalar_t>
 void gather_columns(const scalar_t* x, const scalar_t* scale, const scalar_t* shift, int64_t channels,
                     int64_t height, int64_t width, int64_t kh, int64_t kw, int64_t dilation, int64_t padding,
-                    int64_t wo, int64_t b, int64_t p0, int64_t n, scalar_t* cols) {
+                    int64_t wo, int64_t b, int64_t p0, int64_t n, scalar_t* cols, std::vector<scalar_t>& line) {
   const auto segments = tile_segments(p0, n, wo);
   const int64_t plane = height * width;
+  const int64_t reach = dilation * (kw - 1);
+  int64_t widest = 0;
+  for (const Segment& seg : segments) widest = std::max(widest, seg.x1 - seg.x0 + reach);
+  line.resize(widest);
   for (int64_t c = 0; c < channels; ++c) {
     const scalar_t* xc = x + (b * channels + c) * plane;
     const scalar_t s = scale[b * channels + c], t = shift[b * channels + c];
     for (int64_t i = 0; i < kh; ++i) {
-      for (int64_t j = 0; j < kw; ++j) {
-        scalar_t* row = cols + ((c * kh + i) * kw + j) * n;
-        const int64_t dx = j * dilation - padding;
-        for (const Segment& seg : segments) {
-          scalar_t* dst = row + seg.col - seg.x0;  // dst[x] for x in [x0, x1)
-          const int64_t iy = seg.y + i * dilation - padding;
-          if (iy < 0 || iy >= height) {
-            std::fill(dst + seg.x0, dst + seg.x1, scalar_t(0));
-            continue;
-          }
-          // Zero padding comes after the activation: out-of-image taps are exactly 0.
-          const int64_t xa = std::min(seg.x1, std::max(seg.x0, -dx));
-          const int64_t xb = std::max(xa, std::min(seg.x1, width - dx));
-          std::fill(dst + seg.x0, dst + xa, scalar_t(0));
-          std::fill(dst + xb, dst + seg.x1, scalar_t(0));
-          const scalar_t* src = xc + iy * width + dx;
-          for (int64_t xo = xa; xo < xb; ++xo) dst[xo] = std::max(src[xo] * s + t, scalar_t(0));
+      for (const Segment& seg : segments) {
+        const int64_t len = seg.x1 - seg.x0, span = len + reach;
+        const int64_t iy = seg.y + i * dilation - padding;
+        scalar_t* first_dst = cols + ((c * kh + i) * kw) * n + seg.col;
+        if (iy < 0 || iy >= height) {
+          for (int64_t j = 0; j < kw; ++j) std::fill_n(first_dst + j * n, len, scalar_t(0));
+          continue;
         }
+        // line[m] is the activated input column ix = x0 - padding + m (0 outside the image).
+        const int64_t first = seg.x0 - padding;
+        const int64_t m0 = std::min(span, std::max<int64_t>(0, -first));
+        const int64_t m1 = std::max(m0, std::min(span, width - first));
+        scalar_t* buf = line.data();
+        std::fill(buf, buf + m0, scalar_t(0));
+        std::fill(buf + m1, buf + span, scalar_t(0));
+        const scalar_t* src = xc + iy * width + first;
+        for (int64_t m = m0; m < m1; ++m) buf[m] = std::max(src[m] * s + t, scalar_t(0));
+        for (int64_t j = 0; j < kw; ++j) std::copy_n(buf + j * dilation, len, first_dst + j * n);
       }
     }
   }
@@ -81,7 +89,9 @@ at::Tensor preact_dilated_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& s
     const scalar_t* sp = scale.const_data_ptr<scalar_t>();
     const scalar_t* tp = shift.const_data_ptr<scalar_t>();
     tiled_conv<scalar_t>(out, weight, bias, [&](int64_t b, int64_t p0, int64_t n, scalar_t* cols) {
-      gather_columns<scalar_t>(xp, sp, tp, channels, height, width, kh, kw, dilation, padding, wo, b, p0, n, cols);
+      thread_local std::vector<scalar_t> line;
+      gather_columns<scalar_t>(xp, sp, tp, channels, height, width, kh, kw, dilation, padding, wo, b, p0, n, cols,
+                               line);
     });
   });
   return out;

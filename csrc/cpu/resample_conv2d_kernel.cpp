@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <vector>
 
 #include "common.h"
 
@@ -45,12 +46,62 @@ Geometry check_resample(const at::Tensor& x, const at::Tensor& weight, const std
   return g;
 }
 
+// Unshuffle: the f·kw taps (dx, j) of one source row all read x[c, f·iy + dy, :]. The row
+// is split once into f zero-padded phases (phase dx holds columns f·ix + dx), after which
+// every im2col row segment is a contiguous copy out of one phase.
 template <typename scalar_t>
-void gather_columns(const scalar_t* x, const Geometry& g, int64_t factor, int64_t padding, bool shuffle,
-                    int64_t kh, int64_t kw, int64_t wo, int64_t b, int64_t p0, int64_t n, scalar_t* cols) {
-  const auto segments = tile_segments(p0, n, wo);
+void gather_unshuffled(const scalar_t* xb, const Geometry& g, int64_t factor, int64_t padding, int64_t kh,
+                       int64_t kw, const std::vector<Segment>& segments, int64_t n, scalar_t* cols,
+                       std::vector<scalar_t>& phases) {
   const int64_t plane = g.height * g.width;
-  const scalar_t* xb = x + b * g.channels * plane;
+  int64_t widest = 0;
+  for (const Segment& s : segments) widest = std::max(widest, s.x1 - s.x0 + kw - 1);
+  phases.resize(factor * widest);
+  for (int64_t c = 0; c < g.channels; ++c) {
+    for (int64_t dy = 0; dy < factor; ++dy) {
+      for (int64_t i = 0; i < kh; ++i) {
+        for (const Segment& s : segments) {
+          const int64_t len = s.x1 - s.x0, span = len + kw - 1;
+          const int64_t iy = s.y + i - padding;
+          const bool inside = iy >= 0 && iy < g.conv_height;
+          if (inside) {
+            // Phase column m holds resampled column ix = x0 + m - padding (0 outside the grid).
+            const scalar_t* src = xb + c * plane + (factor * iy + dy) * g.width;
+            const int64_t first = s.x0 - padding;
+            const int64_t m0 = std::min(span, std::max<int64_t>(0, -first));
+            const int64_t m1 = std::max(m0, std::min(span, g.conv_width - first));
+            for (int64_t dx = 0; dx < factor; ++dx) {
+              scalar_t* phase = phases.data() + dx * widest;
+              std::fill(phase, phase + m0, scalar_t(0));
+              std::fill(phase + m1, phase + span, scalar_t(0));
+            }
+            const scalar_t* row = src + factor * (first + m0);
+            for (int64_t m = m0; m < m1; ++m, row += factor) {
+              for (int64_t dx = 0; dx < factor; ++dx) phases[dx * widest + m] = row[dx];
+            }
+          }
+          for (int64_t dx = 0; dx < factor; ++dx) {
+            const int64_t cv = (c * factor + dy) * factor + dx;
+            for (int64_t j = 0; j < kw; ++j) {
+              scalar_t* dst = cols + ((cv * kh + i) * kw + j) * n + s.col;
+              if (inside) {
+                std::copy_n(phases.data() + dx * widest + j, len, dst);
+              } else {
+                std::fill_n(dst, len, scalar_t(0));
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Shuffle: resampled (cv, iy, ix) is x[cv·f² + (iy%f)·f + ix%f, iy/f, ix/f].
+template <typename scalar_t>
+void gather_shuffled(const scalar_t* xb, const Geometry& g, int64_t factor, int64_t padding, int64_t kh,
+                     int64_t kw, const std::vector<Segment>& segments, int64_t n, scalar_t* cols) {
+  const int64_t plane = g.height * g.width;
   const int64_t f2 = factor * factor;
   for (int64_t cv = 0; cv < g.conv_channels; ++cv) {
     for (int64_t i = 0; i < kh; ++i) {
@@ -63,28 +114,19 @@ void gather_columns(const scalar_t* x, const Geometry& g, int64_t factor, int64_
             std::fill(dst + s.x0, dst + s.x1, scalar_t(0));
             continue;
           }
-          // Columns whose input column ix = x + j - padding lies on the resampled grid.
           const int64_t shift = j - padding;
           const int64_t xa = std::min(s.x1, std::max(s.x0, -shift));
           const int64_t xb_end = std::max(xa, std::min(s.x1, g.conv_width - shift));
           std::fill(dst + s.x0, dst + xa, scalar_t(0));
           std::fill(dst + xb_end, dst + s.x1, scalar_t(0));
-          if (!shuffle) {
-            // Resampled (cv, iy, ix) is x[c, factor*iy + dy, factor*ix + dx].
-            const int64_t c = cv / f2, dy = (cv / factor) % factor, dx = cv % factor;
-            const scalar_t* src = xb + c * plane + (factor * iy + dy) * g.width + dx + factor * shift;
-            for (int64_t xo = xa; xo < xb_end; ++xo) dst[xo] = src[factor * xo];
-          } else {
-            // Resampled (cv, iy, ix) is x[cv*f^2 + (iy%f)*f + ix%f, iy/f, ix/f].
-            const scalar_t* src = xb + (cv * f2 + (iy % factor) * factor) * plane + (iy / factor) * g.width;
-            int64_t ix = xa + shift;
-            int64_t q = ix / factor, r = ix % factor;
-            for (int64_t xo = xa; xo < xb_end; ++xo) {
-              dst[xo] = src[r * plane + q];
-              if (++r == factor) {
-                r = 0;
-                ++q;
-              }
+          const scalar_t* src = xb + (cv * f2 + (iy % factor) * factor) * plane + (iy / factor) * g.width;
+          const int64_t ix = xa + shift;
+          int64_t q = ix / factor, r = ix % factor;
+          for (int64_t xo = xa; xo < xb_end; ++xo) {
+            dst[xo] = src[r * plane + q];
+            if (++r == factor) {
+              r = 0;
+              ++q;
             }
           }
         }
@@ -107,7 +149,14 @@ at::Tensor resample_conv2d_cpu(const at::Tensor& x_in, const at::Tensor& weight,
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), kOp, [&] {
     const scalar_t* xp = x.const_data_ptr<scalar_t>();
     tiled_conv<scalar_t>(out, weight, bias, [&](int64_t b, int64_t p0, int64_t n, scalar_t* cols) {
-      gather_columns<scalar_t>(xp, g, factor, padding, shuffle, kh, kw, wo, b, p0, n, cols);
+      thread_local std::vector<scalar_t> phases;
+      const auto segments = tile_segments(p0, n, wo);
+      const scalar_t* xb = xp + b * g.channels * g.height * g.width;
+      if (shuffle) {
+        gather_shuffled<scalar_t>(xb, g, factor, padding, kh, kw, segments, n, cols);
+      } else {
+        gather_unshuffled<scalar_t>(xb, g, factor, padding, kh, kw, segments, n, cols, phases);
+      }
     });
   });
   return out;
