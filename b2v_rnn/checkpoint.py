@@ -61,8 +61,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        # weights_only=True refuses pickled objects: a foreign checkpoint fails here too.
+        first = str(e).split(". ")[0].splitlines()[0] if str(e) else ""
+        raise CheckpointError(f"{path}: not a readable b2v_rnn checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path}: not a b2v_rnn checkpoint (format={found!r}, expected {FORMAT!r})")

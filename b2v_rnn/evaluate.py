@@ -88,7 +88,7 @@ def format_table(s: dict) -> str:
         ("  per frame", " ".join(f"{v:.2f}" for v in s["frame_psnr"])),
         ("  blurry input per frame", " ".join(f"{v:.2f}" for v in s["blurry_frame_psnr"])),
         ("PWPSNR (dB, per-pixel direction)", f"{s['pwpsnr']:.2f}"),
-        ("consistency PSNR(mean x̂, y) (dB)", f"{s['consistency_psnr']:.2f}"),
+        ("consistency PSNR(mean of frames, y) (dB)", f"{s['consistency_psnr']:.2f}"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -68,10 +68,14 @@ PRESET_DEFAULTS = {
     "tiny": dict(crop=60, batch_size=8, max_steps=600, lr=1e-3, val_every=200, log_every=20),
 }
 
-# Changing these on --resume would change what the resumed run computes; they are taken
-# from the checkpoint and a conflicting explicit value is an error.
+# On --resume every option not typed on the command line is taken from the checkpoint.
+# Changing these would change what the resumed run computes: a conflicting value is an error.
 FIXED_ON_RESUME = ("preset", "T", "crop", "batch_size", "seed", "stage", "train", "val", "lr", "min_lr",
-                   "adv_weight", "perceptual_weight", "gradient_weight", "max_steps")
+                   "adv_weight", "perceptual_weight", "gradient_weight", "decay_steps")
+
+# Taken from the command line (or its defaults) even on --resume: where and how to run.
+NOT_RESTORED = ("resume", "out", "overwrite", "init", "device", "num_workers", "no_progress")
+PATH_ARGS = ("train", "val", "vgg_weights", "init")
 
 OUTPUTS = ("checkpoint.pt", "best.pt", "train.csv", "val.csv", "samples", "plots", "tensorboard")
 
@@ -98,7 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="total optimisation steps (preset default)")
     p.add_argument("--lr", type=float, help="Adam learning rate of φm, G and D (preset default)")
     p.add_argument("--min-lr", type=float, default=0.1,
-                   help="cosine decay to this fraction of --lr at --max-steps (1 = constant)")
+                   help="cosine decay to this fraction of --lr over --decay-steps (1 = constant)")
+    p.add_argument("--decay-steps", type=int,
+                   help="length of the cosine decay (default: --max-steps of the first start; a resumed run "
+                        "with a larger --max-steps keeps it, and trains on at the final rate)")
     p.add_argument("--adv-weight", type=float, default=ADVERSARIAL_WEIGHT,
                    help="λadv, weight of G's hinge adversarial loss (0 = no discriminator)")
     p.add_argument("--perceptual-weight", type=float, default=PERCEPTUAL_WEIGHT,
@@ -142,23 +149,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         if "args" not in state or "optimizers" not in state:
             raise CliError(f"--resume: {path} holds weights only, not a training state (use --init to start from it)")
         explicit = explicit_options(parser, argv)
-        saved = state["args"]
-        for key in FIXED_ON_RESUME:
-            old = saved.get(key)
+        for key, old in state["args"].items():
+            if key in NOT_RESTORED or not hasattr(args, key):
+                continue
             new = getattr(args, key)
             new = str(new) if isinstance(new, Path) else new
-            if key in explicit and new != old:
+            if key not in explicit:
+                setattr(args, key, Path(old) if key in PATH_ARGS and old is not None else old)
+            elif key in FIXED_ON_RESUME and new != old:
                 raise CliError(f"--{key.replace('_', '-')} {new} differs from {old} in {path}; a resumed run "
                                "keeps the settings it started with (start a new run with --init instead)")
-            setattr(args, key, Path(old) if key in ("train", "val") and old is not None else old)
         args.resume_state, args.resume_path = state, path
     for key, value in PRESET_DEFAULTS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.decay_steps is None:
+        args.decay_steps = args.max_steps
     check_T(args.T)
     if args.crop % 20 or args.crop <= 0:
         raise CliError(f"--crop {args.crop}: must be a positive multiple of 20 (the model's size multiple)")
-    for key in ("batch_size", "max_steps", "val_every", "log_every"):
+    for key in ("batch_size", "max_steps", "val_every", "log_every", "decay_steps"):
         if getattr(args, key) < 1:
             raise CliError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be >= 1")
     if args.num_workers < 0 or args.val_samples < 0:
@@ -172,16 +182,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def prepare_out(args: argparse.Namespace) -> None:
-    """Refuse to mix with an earlier run unless resuming; --overwrite removes only the files
-    this script writes (never anything else a user keeps in the folder)."""
+def check_out(args: argparse.Namespace) -> None:
+    """Refuse to mix with an earlier run unless resuming or --overwrite (writes nothing)."""
     out = args.out
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a folder")
-    if args.resume is None and out.is_dir() and any(out.iterdir()):
-        if not args.overwrite:
-            raise CliError(f"--out {out}: folder is not empty (an earlier run?); pass --resume to continue it "
-                           "or --overwrite to replace its outputs")
+    if args.resume is None and not args.overwrite and out.is_dir() and any(out.iterdir()):
+        raise CliError(f"--out {out}: folder is not empty (an earlier run?); pass --resume to continue it "
+                       "or --overwrite to replace its outputs")
+
+
+def prepare_out(args: argparse.Namespace) -> None:
+    """Create the run folder; --overwrite removes only the files this script writes (never
+    anything else a user keeps in the folder)."""
+    out = args.out
+    if args.resume is None and args.overwrite and out.is_dir():
         for name in OUTPUTS:
             path = out / name
             if path.is_dir():
@@ -320,8 +335,8 @@ def train_step(batch, net, disc, disc_module, vgg, optimizers, args, device, amp
 
 
 def lr_at(step: int, args) -> float:
-    """Cosine decay from --lr to --min-lr·lr over --max-steps (nanoGPT-style, no warm-up)."""
-    progress = min(step / max(args.max_steps, 1), 1.0)
+    """Cosine decay from --lr to --min-lr·lr over --decay-steps (nanoGPT-style, no warm-up)."""
+    progress = min(step / args.decay_steps, 1.0)
     return args.lr * (args.min_lr + (1 - args.min_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
@@ -439,9 +454,8 @@ def _train(args, ctx) -> dict:
         raise CliError(f"--amp is bfloat16 autocast on CUDA; the device is {device}")
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if args.amp else nullcontext()
     resume = args.resume_state
-    if ctx.is_main:
-        prepare_out(args)
-    distributed.barrier(ctx)
+    check_out(args)
+    distributed.barrier(ctx)  # every rank checked before rank 0 creates anything
 
     # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
     random.seed(args.seed)
@@ -494,6 +508,9 @@ def _train(args, ctx) -> dict:
         net = DistributedDataParallel(net, device_ids=ids)
         disc_ddp = DistributedDataParallel(disc, device_ids=ids)
 
+    if ctx.is_main:  # only now that every input has been checked
+        prepare_out(args)
+    distributed.barrier(ctx)
     sampler = StepSampler(len(train_set), args.batch_size, args.seed, ctx.rank, ctx.world_size, start_step=step)
     loader = DataLoader(EpochIndexed(train_set), batch_size=args.batch_size, sampler=sampler,
                         num_workers=args.num_workers, pin_memory=device.type == "cuda", drop_last=True,
