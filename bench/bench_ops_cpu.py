@@ -90,7 +90,7 @@ def runner(op: str, impl: str, height: int, width: int, backward: bool):
 
 MEASURE = """
 import json, sys, torch
-sys.path.insert(0, {bench!r})
+sys.path[:0] = [{bench!r}, {tests!r}]
 from bench_ops_cpu import runner
 
 def rss_kib(field):
@@ -112,7 +112,7 @@ def peak_memory_mib(op: str, impl: str, height: int, width: int, backward: bool)
     """Peak extra resident memory of one call, measured in a fresh interpreter (Linux only)."""
     if not Path("/proc/self/clear_refs").exists():
         return None
-    code = MEASURE.format(bench=str(Path(__file__).parent), op=op, impl=impl, height=height, width=width, backward=backward)
+    code = MEASURE.format(bench=str(Path(__file__).parent), tests=str(REPO / "tests"), op=op, impl=impl, height=height, width=width, backward=backward)
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise RuntimeError(f"peak-memory run failed:\n{result.stderr}")
