@@ -160,6 +160,16 @@ def markdown(results: dict) -> str:
     lines.append(f"| {BASELINE} (y for every frame) | – | – | – | {values} | {base['eval']['seq_psnr']:.2f} |")
     lines += [
         "",
+        f"Gain over {BASELINE} (dB): the baseline itself falls away from the middle, so the gain is what to compare:",
+        "",
+        f"| variant | middle | {steps} |",
+        "|---|---:|" + "---:|" * K,
+    ]
+    for name, r in results["variants"].items():
+        gains = " | ".join(f"{v - b:+.2f}" for v, b in zip(r["psnr_per_step"], base["psnr_per_step"]))
+        lines.append(f"| {r['label']} | {gains} |")
+    lines += [
+        "",
         "Given the true middle frame x[m] instead of φm(y) (isolates the non-middle networks):",
         "",
         f"| variant | {steps} |",
