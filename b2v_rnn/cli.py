@@ -56,3 +56,17 @@ def check_T(T: int, option: str = "--T") -> int:
     if T < 3 or T % 2 == 0:
         raise CliError(f"{option} {T}: the number of frames must be odd and >= 3")
     return T
+
+
+def set_threads(n: int | None) -> None:
+    """torch.set_num_threads(n) for --threads (None: PyTorch's default, one per core).
+
+    On a machine shared with other busy processes, OpenMP threads that spin while waiting
+    can make every op many times slower; fewer threads, or OMP_WAIT_POLICY=PASSIVE in the
+    environment, avoids it.
+    """
+    if n is None:
+        return
+    if n < 1:
+        raise CliError(f"--threads {n}: must be >= 1")
+    torch.set_num_threads(n)

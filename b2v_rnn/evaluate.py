@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import metrics as M
 from . import visualize
-from .cli import CliError, check_T, resolve_device, run_main
+from .cli import CliError, check_T, resolve_device, run_main, set_threads
 from .predict import extract_tiled, load_for_inference
 
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
     p.add_argument("--overwrite", action="store_true", help="replace existing metrics.json / plot in --out")
     return p
 
@@ -100,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     from .data.errors import DataError
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    set_threads(args.threads)
     if args.T is not None:
         check_T(args.T)
     if args.limit < 0 or args.tile < 0 or args.tile_overlap < 0:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from . import visualize
 from .checkpoint import CheckpointError, default_checkpoint, load_model
-from .cli import CliError, check_T, resolve_device, run_main
+from .cli import CliError, check_T, resolve_device, run_main, set_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
     p.add_argument("--fps", type=float, default=7.0, help="GIF frame rate")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return p
@@ -155,6 +156,7 @@ def load_for_inference(checkpoint: Path | None, T: int, device):
 def main(argv: Sequence[str] | None = None) -> list[Path]:
     """Run prediction; returns the GIF paths written."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    set_threads(args.threads)
     check_T(args.T)
     if args.tile < 0 or args.tile_overlap < 0:
         raise CliError(f"--tile {args.tile} and --tile-overlap {args.tile_overlap} must be >= 0")

@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from . import distributed, visualize
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .cli import CliError, check_T, run_main
+from .cli import CliError, check_T, run_main, set_threads
 from .losses import (ADVERSARIAL_WEIGHT, GRADIENT_WEIGHT, PERCEPTUAL_WEIGHT, adversarial_discriminator_loss,
                      adversarial_generator_loss, middle_loss, sequence_losses)
 from .metrics import MetricAverager, clip_metrics, psnr
@@ -65,7 +65,7 @@ from .models import build_discriminator, build_model, build_model_from_config, l
 PRESET_DEFAULTS = {
     "paper": dict(crop=320, batch_size=24, max_steps=200_000, lr=1e-4, val_every=5000, log_every=100),
     "small": dict(crop=160, batch_size=16, max_steps=100_000, lr=2e-4, val_every=2000, log_every=50),
-    "tiny": dict(crop=60, batch_size=8, max_steps=600, lr=1e-3, val_every=200, log_every=20),
+    "tiny": dict(crop=40, batch_size=4, max_steps=300, lr=1e-3, val_every=100, log_every=20),
 }
 
 # On --resume every option not typed on the command line is taken from the checkpoint.
@@ -74,7 +74,7 @@ FIXED_ON_RESUME = ("preset", "T", "crop", "batch_size", "seed", "stage", "train"
                    "adv_weight", "perceptual_weight", "gradient_weight", "decay_steps")
 
 # Taken from the command line (or its defaults) even on --resume: where and how to run.
-NOT_RESTORED = ("resume", "out", "overwrite", "init", "device", "num_workers", "no_progress")
+NOT_RESTORED = ("resume", "out", "overwrite", "init", "device", "num_workers", "no_progress", "threads")
 PATH_ARGS = ("train", "val", "vgg_weights", "init")
 
 OUTPUTS = ("checkpoint.pt", "best.pt", "train.csv", "val.csv", "samples", "plots", "tensorboard")
@@ -118,9 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int, help="validate, write a sample and a checkpoint every N steps")
     p.add_argument("--val-samples", type=int, default=16, help="validation clips used (0 = all)")
     p.add_argument("--log-every", type=int, help="log averaged training losses every N steps")
-    p.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes per training process")
+    p.add_argument("--num-workers", type=int,
+                   help="DataLoader worker processes per training process (default: 4 on CUDA, 0 on CPU, "
+                        "where the cores are busy computing)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, data order and augmentation")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return p
@@ -171,6 +174,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for key in ("batch_size", "max_steps", "val_every", "log_every", "decay_steps"):
         if getattr(args, key) < 1:
             raise CliError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be >= 1")
+    if args.num_workers is None:
+        args.num_workers = 4 if torch.cuda.is_available() and args.device != "cpu" else 0
     if args.num_workers < 0 or args.val_samples < 0:
         raise CliError("--num-workers and --val-samples must be >= 0")
     if args.lr <= 0 or not 0 < args.min_lr <= 1:
@@ -441,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Train; returns {"model", "discriminator", "step", "val"} (the last validation
     summary) for tests and notebooks."""
     args = parse_args(argv)
+    set_threads(args.threads)
     ctx = distributed.setup(args.device)
     try:
         return _train(args, ctx)
