@@ -540,6 +540,12 @@ def _train(args, ctx) -> dict:
         middle_terms = f"MSE + {args.gradient_weight} x gradient-L1 substitute (NO VGG16 weights: no perceptual loss)"
     log(f"losses: L_middle = {middle_terms}; G: pair loss (eq. 5) + {args.adv_weight} x hinge adversarial")
 
+    if device.type == "cpu" and hasattr(os, "getloadavg") and "OMP_WAIT_POLICY" not in os.environ:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+        if load > cores:
+            # Measured: on 2 busy cores, spinning OpenMP threads made a tiny step 26x slower.
+            log(f"note: load average {load:.1f} on {cores} cores; other processes compete for the CPU. If steps "
+                "are slow, set OMP_WAIT_POLICY=PASSIVE in the environment or pass --threads 1")
     train_csv = CsvLog(args.out / "train.csv", step if resume else None) if ctx.is_main else None
     val_csv = CsvLog(args.out / "val.csv", step if resume else None) if ctx.is_main else None
     tb = tensorboard_writer(args.out) if ctx.is_main else None

@@ -2,7 +2,8 @@
 forcing, discriminator; forward, backward and the three Adam steps).
 
 Run:  PYTHONPATH=. python -m pytest bench/bench_train.py --benchmark-only
-CPU: the tiny preset at the main job's settings (T=7, batch 8, 60 x 60 crops). CUDA
+CPU: the tiny preset at the main job's settings (T=7, batch 4, 40 x 40 crops) and at
+batch 8, 60 x 60. CUDA
 (skipped without a GPU): the paper preset at the paper's batch 24 and 320 x 320 crops,
 float32 and bfloat16 autocast, synchronised in the timed call.
 Inputs are random tensors already on the device: data loading is measured in
@@ -69,8 +70,9 @@ def run_training(benchmark, preset, batch, crop, device, amp, rounds, warmup):
     )
 
 
-def test_train_step_tiny_cpu(benchmark):
-    run_training(benchmark, "tiny", batch=8, crop=60, device="cpu", amp=False, rounds=5, warmup=1)
+@pytest.mark.parametrize("batch,crop", [(4, 40), (8, 60)], ids=["b4-40px", "b8-60px"])
+def test_train_step_tiny_cpu(benchmark, batch, crop):
+    run_training(benchmark, "tiny", batch=batch, crop=crop, device="cpu", amp=False, rounds=5, warmup=1)
 
 
 @pytest.mark.cuda
