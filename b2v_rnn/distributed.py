@@ -67,7 +67,8 @@ def mean_over_ranks(values: dict[str, float], ctx: Context) -> dict[str, float]:
     t = torch.tensor([values[k] for k in keys], dtype=torch.float64,
                      device=ctx.device if ctx.device.type == "cuda" else "cpu")
     dist.all_reduce(t)
-    return {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist())}
+    mean = {k: float(v) / ctx.world_size for k, v in zip(keys, t.tolist())}
+    return {k: mean[k] for k in values}  # the caller's key order (CSV columns)
 
 
 def cleanup(ctx: Context) -> None:

@@ -429,7 +429,7 @@ def set_rng_state(state: dict) -> None:
     random.setstate((python[-2], tuple(python[:-2]), python[-1]))
 
 
-def training_state(model, disc, optimizers, step: int, args, best: float) -> dict:
+def training_state(model, disc, optimizers, step: int, args, best: float, world_size: int) -> dict:
     saved_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
                   if k not in ("resume_state", "resume_path")}
     return {
@@ -437,7 +437,7 @@ def training_state(model, disc, optimizers, step: int, args, best: float) -> dic
         "discriminator": disc.state_dict(), "discriminator_config": disc.config,
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
         "step": step, "best_seq_psnr": best, "args": saved_args, "rng": rng_state(),
-        "sampler": {"seed": args.seed, "step": step, "batch_size": args.batch_size},
+        "sampler": {"seed": args.seed, "step": step, "batch_size": args.batch_size, "world_size": world_size},
     }
 
 
@@ -506,6 +506,10 @@ def _train(args, ctx) -> dict:
         step, best = resume["step"], resume.get("best_seq_psnr", -math.inf)
         set_rng_state(resume["rng"])
         log(f"resumed from {args.resume_path} at step {step}")
+        saved_world = resume["sampler"].get("world_size", 1)
+        if saved_world != ctx.world_size:
+            log(f"note: the run was saved with {saved_world} process(es), it resumes with {ctx.world_size}: "
+                "the data order from here on differs from an uninterrupted run")
 
     net = TeacherForced(model, args.stage)
     disc_ddp = disc
@@ -605,7 +609,8 @@ def _train(args, ctx) -> dict:
                            f"{last_val['middle_ssim']:.4f} | seq PSNR {last_val['seq_psnr']:.2f} | PWPSNR "
                            f"{last_val['pwpsnr']:.2f} | consistency {last_val['consistency_psnr']:.2f} | "
                            f"{time.perf_counter() - t0:.1f} s")
-                state = training_state(model, disc, optimizers, step, args, max(best, last_val["seq_psnr"]))
+                state = training_state(model, disc, optimizers, step, args, max(best, last_val["seq_psnr"]),
+                                       ctx.world_size)
                 save_checkpoint(state, args.out / "checkpoint.pt")
                 if last_val["seq_psnr"] > best:
                     best = last_val["seq_psnr"]
