@@ -23,14 +23,14 @@ from tqdm import tqdm
 
 from . import metrics as M
 from . import visualize
-from .cli import CliError, check_T, resolve_device, run_main, set_threads
+from .cli import CliError, HelpFormatter, check_T, resolve_device, run_main, set_threads
 from .predict import extract_tiled, load_for_inference
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m b2v_rnn.evaluate", allow_abbrev=False,
                                 description="Metrics of DESIGN §7 on a b2v HDF5 file.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--data", type=Path, help="b2v HDF5 file (default: the embedded synthetic test split)")
     p.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the weights shipped with the package)")
     p.add_argument("--T", type=int, help="frames per clip; must equal the file's T (default: the file's)")

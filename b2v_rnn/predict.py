@@ -31,13 +31,13 @@ from tqdm import tqdm
 
 from . import visualize
 from .checkpoint import CheckpointError, default_checkpoint, load_model
-from .cli import CliError, check_T, resolve_device, run_main, set_threads
+from .cli import CliError, HelpFormatter, check_T, resolve_device, run_main, set_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m b2v_rnn.predict", allow_abbrev=False,
                                 description="Extract T sharp frames and a GIF from each motion-blurred image.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("images", nargs="+", type=Path, metavar="IMG", help="blurry input images (PNG, JPEG, ...)")
     p.add_argument("--T", type=int, default=7, help="frames to extract (odd, >= 3)")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder")

@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from . import distributed, visualize
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .cli import CliError, check_T, run_main, set_threads
+from .cli import CliError, HelpFormatter, check_T, run_main, set_threads
 from .losses import (ADVERSARIAL_WEIGHT, GRADIENT_WEIGHT, PERCEPTUAL_WEIGHT, adversarial_discriminator_loss,
                      adversarial_generator_loss, middle_loss, sequence_losses)
 from .metrics import MetricAverager, clip_metrics, psnr
@@ -74,7 +74,7 @@ FIXED_ON_RESUME = ("preset", "T", "crop", "batch_size", "seed", "stage", "train"
                    "adv_weight", "perceptual_weight", "gradient_weight", "decay_steps")
 
 # Taken from the command line (or its defaults) even on --resume: where and how to run.
-NOT_RESTORED = ("resume", "out", "overwrite", "init", "device", "num_workers", "no_progress", "threads")
+NOT_RESTORED = ("resume", "out", "overwrite", "init", "device", "num_workers", "no_progress", "threads", "fit_crop")
 PATH_ARGS = ("train", "val", "vgg_weights", "init")
 
 OUTPUTS = ("checkpoint.pt", "best.pt", "train.csv", "val.csv", "samples", "plots", "tensorboard")
@@ -83,7 +83,7 @@ OUTPUTS = ("checkpoint.pt", "best.pt", "train.csv", "val.csv", "samples", "plots
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m b2v_rnn.train", allow_abbrev=False,
                                 description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--T", type=int, default=7, help="frames per clip (odd, >= 3)")
     p.add_argument("--preset", choices=sorted(PRESET_DEFAULTS), default="paper", help="model size")
     p.add_argument("--train", type=Path, help="training HDF5 file (default: embedded synthetic train split)")
@@ -163,6 +163,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 raise CliError(f"--{key.replace('_', '-')} {new} differs from {old} in {path}; a resumed run "
                                "keeps the settings it started with (start a new run with --init instead)")
         args.resume_state, args.resume_path = state, path
+    args.fit_crop = args.crop is None  # a preset crop may shrink to fit the data; a typed one may not
     for key, value in PRESET_DEFAULTS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -257,8 +258,10 @@ class EpochIndexed(Dataset):
         return self.dataset[index]
 
 
-def open_dataset(path: Path | None, split: str, T: int, crop, augment: bool, seed: int, ctx):
-    from .data import BlurSequenceDataset, default_dataset
+def open_dataset(path: Path | None, split: str, T: int, crop, augment: bool, seed: int, ctx, log=None):
+    """The HDF5 file (or the embedded synthetic split) as a BlurSequenceDataset. With `log`
+    given, a crop larger than the frames shrinks to the largest multiple of 20 that fits."""
+    from .data import BlurSequenceDataset, default_dataset, read_info
     from .data.errors import DataError
 
     try:
@@ -267,6 +270,13 @@ def open_dataset(path: Path | None, split: str, T: int, crop, augment: bool, see
                 path = default_dataset(split, T)
             distributed.barrier(ctx)  # the other ranks wait while rank 0 generates the cache
             path = default_dataset(split, T)
+        if log is not None:
+            info = read_info(path, T)
+            fits = min(info.H, info.W) // 20 * 20
+            if crop > fits > 0:
+                log(f"note: the preset's {crop} px crop does not fit the {info.H}x{info.W} frames of {path}; "
+                    f"training on {fits} px crops")
+                crop = fits
         return BlurSequenceDataset(path, crop=crop, augment=augment, T=T, seed=seed)
     except (DataError, FileNotFoundError, ValueError) as e:
         raise CliError(f"--{split}: {e}") from None
@@ -468,7 +478,9 @@ def _train(args, ctx) -> dict:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
 
-    train_set = open_dataset(args.train, "train", args.T, args.crop, True, args.seed, ctx)
+    train_set = open_dataset(args.train, "train", args.T, args.crop, True, args.seed, ctx,
+                             log=log if args.fit_crop else None)
+    args.crop = train_set.crop[0]
     val_set = open_dataset(args.val, "val", args.T, None, False, args.seed, ctx)
 
     model = build_model(args.preset).to(device)
