@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> dict:
     series = {r["short"]: mirrored(r["psnr_per_step"]) for r in results["variants"].values()}
     series[BASELINE] = mirrored(results["baseline"]["psnr_per_step"])
     plot_psnr_per_frame(series, args.out / "ablation_psnr_per_step.png",
-                        title="ORDER-INVARIANT PSNR: PAIR K AT FRAMES M-K AND M+K")
+                        title="ORDER-INVARIANT PSNR OF PAIR K (FRAMES M-K AND M PLUS K)")
     print(markdown(results))
     return results
 
