@@ -21,6 +21,7 @@ from b2v_rnn.models import (
 )
 from b2v_rnn.models import vgg as vgg_module
 from b2v_rnn.models.blocks import crop_to, dilation_schedule, fusion_points, pad_to_multiple
+from model_helpers import randomize_output_layers
 
 
 def count(module: torch.nn.Module) -> int:
@@ -142,17 +143,18 @@ def test_extract_is_middle_net_then_unroll(tiny):
         assert torch.equal(tiny.extract(y, 5), tiny.unroll(y, tiny.middle(y), 5))
 
 
-def test_generator_is_residual_on_near():
-    generator = build_model("tiny").generator
-    torch.nn.init.zeros_(generator.refinement.rgb_out.weight)
-    torch.nn.init.zeros_(generator.refinement.rgb_out.bias)
+def test_untrained_networks_start_as_their_residual_identity():
+    model = build_model("tiny")
     y, near, far = (torch.rand(1, 3, 10, 10) for _ in range(3))
-    assert torch.equal(generator(y, near, far), near)
+    assert torch.equal(model.generator(y, near, far), near)
+    assert torch.equal(model.middle(y), y)
+
 
 
 def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
     model, disc = build_model("tiny"), build_discriminator("tiny")
+    randomize_output_layers(model)
     y, x = torch.rand(2, 3, 20, 20), torch.rand(2, 5, 3, 20, 20)
     middle = model.middle(y)
     frames = model.unroll(y, middle, 5)

@@ -9,13 +9,15 @@ from b2v_rnn.checkpoint import save_checkpoint
 from b2v_rnn.cli import run_main
 from b2v_rnn.models import build_model
 
+from model_helpers import randomize_output_layers
+
 T = 3
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
-    model = build_model("tiny")
+    model = randomize_output_layers(build_model("tiny"))
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint({"model": model.state_dict(), "model_config": model.config, "T": T}, path)
     return path
