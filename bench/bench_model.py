@@ -13,6 +13,7 @@ import torch
 
 from b2v_rnn import ops
 from b2v_rnn.models import build_model
+from timing import mean_seconds
 
 T = 7
 SIZES = {"320x320": (320, 320), "480x640": (480, 640), "720x1280": (720, 1280)}
@@ -44,7 +45,7 @@ def run_inference(benchmark, model, size, device, dtype):
     assert frames.shape == (1, T, 3, *SIZES[size])
     count = lambda module: sum(p.numel() for p in module.parameters())
     benchmark.extra_info.update(
-        seconds_per_image=benchmark.stats.stats.mean,
+        seconds_per_image=mean_seconds(benchmark),
         T=T,
         size=size,
         dtype=str(dtype),

@@ -26,6 +26,7 @@ from b2v_rnn import ops
 from b2v_rnn.losses import ADVERSARIAL_WEIGHT, GRADIENT_WEIGHT, PERCEPTUAL_WEIGHT
 from b2v_rnn.models import build_discriminator, build_model
 from b2v_rnn.train import TeacherForced, train_step
+from timing import mean_seconds
 
 T = 7
 
@@ -56,7 +57,7 @@ def run_training(benchmark, preset, batch, crop, device, amp, rounds, warmup):
 
     losses = benchmark.pedantic(step, rounds=rounds, iterations=1, warmup_rounds=warmup)
     assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
-    seconds = benchmark.stats.stats.mean
+    seconds = mean_seconds(benchmark)
     if on_cuda:
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:  # ru_maxrss: KiB on Linux, bytes on macOS
