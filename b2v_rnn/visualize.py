@@ -67,7 +67,9 @@ def save_gif(frames: torch.Tensor | Sequence, path: str | os.PathLike, fps: floa
     """Write frames ((T, 3, H, W) tensor, or a list of images) as an animated GIF.
 
     fps: frames per second (GIF stores delays in 10 ms units). loop: 0 = forever.
-    Written with PIL (a dependency of scikit-image), each frame with its own palette.
+    Written with PIL (a dependency of scikit-image), each frame with its own palette. PIL
+    merges identical consecutive frames into one longer frame, so a GIF of a static sequence
+    plays for the same time with fewer stored frames.
     """
     images = [Image.fromarray(to_uint8(f)) for f in frames]
     if not images:

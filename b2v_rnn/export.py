@@ -1,0 +1,58 @@
+"""Turn a training checkpoint into an inference weights file with its SHA-256 beside it.
+
+    python -m b2v_rnn.export runs/small/best.pt --out b2v_rnn/weights/default.pt
+
+Keeps what `predict` and `evaluate` need (the model's weights and config, the T it was
+trained for) plus the step and the training arguments for the record, and drops the
+discriminator, the optimisers and the RNG states. Writes `OUT` and `OUT.sha256`
+(`sha256sum` format), both atomically; `b2v_rnn.checkpoint.default_checkpoint` checks the
+hash before the shipped weights are used.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Sequence
+
+from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_of
+from .cli import CliError, HelpFormatter, run_main
+
+KEPT = ("model", "model_config", "T", "step", "args")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m b2v_rnn.export", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
+    p.add_argument("checkpoint", type=Path, help="training checkpoint (e.g. runs/NAME/best.pt)")
+    p.add_argument("--out", type=Path, required=True, help="weights file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
+    return p.parse_args(argv)
+
+
+def export(checkpoint: Path, out: Path) -> str:
+    """Writes the slim weights file and its hash file; returns the SHA-256."""
+    try:
+        state = load_checkpoint(checkpoint)
+        model_from_checkpoint(state, checkpoint)  # refuse to ship weights that do not rebuild
+    except CheckpointError as error:
+        raise CliError(str(error)) from None
+    save_checkpoint({key: state[key] for key in KEPT if key in state}, out)
+    digest = sha256_of(out)
+    hash_file = out.with_name(out.name + ".sha256")
+    tmp = hash_file.with_name(f".{hash_file.name}.tmp")
+    tmp.write_text(f"{digest}  {out.name}\n")
+    os.replace(tmp, hash_file)
+    return digest
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.out.exists() and not args.overwrite:
+        raise CliError(f"{args.out} exists; pass --overwrite to replace it")
+    digest = export(args.checkpoint, args.out)
+    print(f"{args.checkpoint} -> {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, sha256 {digest})")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,44 @@
+"""b2v_rnn.export: a slim, hash-checked weights file that predict can use as its default."""
+import pytest
+import torch
+
+from b2v_rnn import checkpoint as ckpt
+from b2v_rnn import export
+from b2v_rnn.cli import CliError
+from b2v_rnn.models import build_discriminator, build_model
+from model_helpers import randomize_output_layers
+
+
+def training_checkpoint(path):
+    torch.manual_seed(0)
+    model, disc = randomize_output_layers(build_model("tiny")), build_discriminator("tiny")
+    ckpt.save_checkpoint({"model": model.state_dict(), "model_config": model.config, "T": 7, "step": 12,
+                          "discriminator": disc.state_dict(), "optimizers": {}}, path)
+    return model
+
+
+def test_export_keeps_the_model_and_its_hash_verifies(tmp_path, monkeypatch):
+    model = training_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "weights" / "default.pt"
+    out.parent.mkdir()
+    export.main([str(tmp_path / "best.pt"), "--out", str(out)])
+    state = ckpt.load_checkpoint(out)
+    assert "discriminator" not in state and "optimizers" not in state and state["step"] == 12
+    monkeypatch.setattr(ckpt, "DEFAULT_WEIGHTS", out)
+    loaded, _ = ckpt.load_model(ckpt.default_checkpoint())
+    y = torch.rand(1, 3, 20, 20)
+    with torch.no_grad():
+        assert torch.equal(loaded.extract(y, 5), model.eval().extract(y, 5))
+
+
+def test_export_refuses_to_overwrite_and_rejects_foreign_files(tmp_path):
+    training_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "default.pt"
+    out.write_bytes(b"earlier")
+    with pytest.raises(CliError, match="--overwrite"):
+        export.main([str(tmp_path / "best.pt"), "--out", str(out)])
+    assert out.read_bytes() == b"earlier"
+    (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CliError, match="foreign.pt"):
+        export.main([str(tmp_path / "foreign.pt"), "--out", str(tmp_path / "new.pt")])
+    assert not (tmp_path / "new.pt").exists()
