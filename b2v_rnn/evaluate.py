@@ -36,27 +36,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=int, help="frames per clip; must equal the file's T (default: the file's)")
     p.add_argument("--out", type=Path, help="write metrics.json and psnr_per_frame.png here")
     p.add_argument("--limit", type=int, default=0, help="evaluate only the first N clips (0 = all)")
+    p.add_argument("--samples", type=int, default=3,
+                   help="with --out, write a figure (blurry, predicted and true frames) of the first N clips")
     p.add_argument("--tile", type=int, default=0, help="run the model in N x N tiles (0 = whole clip)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing metrics.json / plot in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace existing metrics.json, plot and sample figures in --out")
     return p
 
 
 def evaluate(extract: Callable[[torch.Tensor], torch.Tensor], dataset, limit: int = 0,
-             device: str | torch.device = "cpu", progress: bool = True) -> dict:
+             device: str | torch.device = "cpu", progress: bool = True, keep: int = 0) -> dict:
     """Metrics of `extract` over the clips of `dataset` (a BlurSequenceDataset without
     augmentation). extract: y (1, 3, H, W) on `device` -> frames (1, T, 3, H, W).
 
-    Returns the `MetricAverager` summary plus "clips" (the per-clip metrics, in file order)
-    and "blurry_frame_psnr" (the per-frame PSNR of the blurry input against each true frame).
+    Returns the `MetricAverager` summary plus "clips" (the per-clip metrics, in file order),
+    "blurry_frame_psnr" (the per-frame PSNR of the blurry input against each true frame) and
+    "kept": (blurry, prediction in the truth's best direction, truth) of the first `keep` clips.
     """
     n = len(dataset) if limit <= 0 else min(limit, len(dataset))
     averager, clips = M.MetricAverager(), []
     T = dataset.T
     blurry_frames = torch.zeros(T, dtype=torch.float64)
+    kept = []
     for i in tqdm(range(n), desc="evaluate", unit="clip", disable=not progress):
         item = dataset[i]
         y, x = item["blurry"], item["sharp"]
@@ -66,10 +70,13 @@ def evaluate(extract: Callable[[torch.Tensor], torch.Tensor], dataset, limit: in
         clip = M.clip_metrics(pred, x, y)
         averager.add(clip)
         clips.append(clip)
+        if i < keep:
+            kept.append((y, pred.flip(0) if clip["seq_reversed"] else pred, x))
         blurry_frames += torch.tensor([M.psnr(y, f) for f in x], dtype=torch.float64)
     summary = averager.summary()
     summary["blurry_frame_psnr"] = (blurry_frames / n).tolist()
     summary["clips"] = clips
+    summary["kept"] = kept
     return summary
 
 
@@ -104,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     set_threads(args.threads)
     if args.T is not None:
         check_T(args.T)
-    if args.limit < 0 or args.tile < 0 or args.tile_overlap < 0:
-        raise CliError("--limit, --tile and --tile-overlap must be >= 0")
+    if args.limit < 0 or args.samples < 0 or args.tile < 0 or args.tile_overlap < 0:
+        raise CliError("--limit, --samples, --tile and --tile-overlap must be >= 0")
     if args.tile and args.tile <= 2 * args.tile_overlap:
         raise CliError(f"--tile {args.tile} must be larger than twice --tile-overlap {args.tile_overlap}")
     device = resolve_device(args.device)
@@ -114,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.out is not None:
         if args.out.exists() and not args.out.is_dir():
             raise CliError(f"--out {args.out}: exists and is not a folder")
-        existing = [p for p in (args.out / "metrics.json", args.out / "psnr_per_frame.png") if p.exists()]
+        existing = [p for p in (args.out / "metrics.json", args.out / "psnr_per_frame.png", args.out / "samples")
+                    if p.exists()]
         if existing and not args.overwrite:
             raise CliError(f"{existing[0]} exists already (pass --overwrite to replace it)")
     try:
@@ -131,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             return extract_tiled(model, y, T, args.tile, args.tile_overlap)
 
     start = time.perf_counter()
-    summary = evaluate(extract, dataset, args.limit, device)
+    summary = evaluate(extract, dataset, args.limit, device, keep=args.samples if args.out else 0)
     seconds = time.perf_counter() - start
     print(f"{data} | {checkpoint} | T={T} | {device} | {seconds:.1f} s")
     print(format_table(summary))
@@ -143,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "conventions": {"data_range": 1.0, "color": "RGB", "crop_border": 0, "psnr_cap_db": M.PSNR_CAP,
                             "ssim": "skimage structural_similarity, gaussian sigma 1.5, channel_axis=-1",
                             "averaging": "mean over clips of per-clip values"},
-            "metrics": {k: v for k, v in summary.items() if k != "clips"},
+            "metrics": {k: v for k, v in summary.items() if k not in ("clips", "kept")},
             "clips": summary["clips"],
         }
         tmp = args.out / ".metrics.json.tmp"
@@ -152,7 +160,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         visualize.plot_psnr_per_frame({"prediction": summary["frame_psnr"],
                                        "blurry input": summary["blurry_frame_psnr"]},
                                       args.out / "psnr_per_frame.png", title=f"psnr per frame, {Path(data).name}")
-        print(f"wrote {args.out / 'metrics.json'} and {args.out / 'psnr_per_frame.png'}")
+        (args.out / "samples").mkdir(exist_ok=True)
+        for i, (y, pred, x) in enumerate(summary["kept"]):
+            visualize.save_image(visualize.comparison_grid(y, pred, x), args.out / "samples" / f"clip_{i:04d}.png")
+        print(f"wrote {args.out / 'metrics.json'}, {args.out / 'psnr_per_frame.png'} and "
+              f"{len(summary['kept'])} sample figures in {args.out / 'samples'}")
     return summary
 
 

@@ -101,6 +101,15 @@ def side_by_side(*columns: torch.Tensor, gap: int = 2) -> list[np.ndarray]:
     return frames
 
 
+def comparison_grid(blurry: torch.Tensor, predicted: torch.Tensor, truth: torch.Tensor, gap: int = 2) -> np.ndarray:
+    """A still figure of one clip: top row the blurry input (3, H, W) then the predicted
+    frames (T, 3, H, W); bottom row an empty cell then the true frames. HWC uint8, `gap`
+    white pixels between cells. Pass the prediction in the direction that matches the truth."""
+    top = side_by_side(blurry, *predicted, gap=gap)[0]
+    bottom = side_by_side(torch.ones_like(blurry), *truth, gap=gap)[0]
+    return np.concatenate([top, np.full((gap, top.shape[1], 3), 255, np.uint8), bottom], axis=0)
+
+
 # A 3 x 5 bitmap font: each glyph is five rows of three pixels, '#' = ink.
 _GLYPHS = {
     "0": "###|#.#|#.#|#.#|###", "1": ".#.|##.|.#.|.#.|###", "2": "###|..#|###|#..|###", "3": "###|..#|###|..#|###",

@@ -2,8 +2,11 @@
 import json
 import math
 
+import numpy as np
+
 import pytest
 import torch
+from PIL import Image
 
 from b2v_rnn import evaluate
 from b2v_rnn.checkpoint import save_checkpoint
@@ -38,6 +41,10 @@ def test_model_metrics_are_finite_and_written(files, tmp_path, capsys):
     assert report["T"] == 3 and report["conventions"]["psnr_cap_db"] == PSNR_CAP
     assert report["metrics"]["middle_psnr"] == pytest.approx(summary["middle_psnr"])
     assert (out / "psnr_per_frame.png").is_file()
+    figures = sorted((out / "samples").iterdir())
+    assert [f.name for f in figures] == ["clip_0000.png", "clip_0001.png", "clip_0002.png"]
+    h, w = BlurSequenceDataset(files / "test.h5", crop=None, augment=False)[0]["blurry"].shape[1:]
+    assert np.asarray(Image.open(figures[0])).shape == (2 * h + 2, 4 * w + 3 * 2, 3)  # blurry + T=3 frames
 
 
 def test_an_oracle_gets_the_maximum_scores(files):
@@ -49,7 +56,9 @@ def test_an_oracle_gets_the_maximum_scores(files):
         assert torch.equal(item["blurry"], y[0])
         return item["sharp"].flip(0)[None]
 
-    s = evaluate.evaluate(oracle, dataset, progress=False)
+    s = evaluate.evaluate(oracle, dataset, progress=False, keep=1)
+    (y, shown, truth), = s["kept"]
+    assert torch.equal(shown, truth)  # the figure shows the prediction in the truth's direction
     for key in ("middle_psnr", "pair_psnr_k1", "seq_psnr", "pwpsnr"):
         assert s[key] == PSNR_CAP, key
     assert s["middle_ssim"] == pytest.approx(1.0) and s["seq_reversed"] == 1.0
