@@ -43,6 +43,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def add_device_arguments(p: argparse.ArgumentParser) -> None:
+    """--device, --amp and --threads, spelled the same in every command."""
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' -> torch.device."""
     if name == "auto":

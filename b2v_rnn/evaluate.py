@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import metrics as M
 from . import visualize
-from .cli import CliError, HelpFormatter, check_T, resolve_device, run_main, set_threads
+from .cli import CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main, set_threads
 from .predict import extract_tiled, load_for_inference
 
 
@@ -40,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --out, write a figure (blurry, predicted and true frames) of the first N clips")
     p.add_argument("--tile", type=int, default=0, help="run the model in N x N tiles (0 = whole clip)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
+    add_device_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing metrics.json, plot and sample figures in --out")
     return p
 

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from . import visualize
 from .checkpoint import CheckpointError, default_checkpoint, load_model
-from .cli import CliError, HelpFormatter, check_T, resolve_device, run_main, set_threads
+from .cli import CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main, set_threads
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,9 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the weights shipped with the package)")
     p.add_argument("--tile", type=int, default=0, help="process in N x N tiles (0 = whole image at once)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
+    add_device_arguments(p)
     p.add_argument("--fps", type=float, default=7.0, help="GIF frame rate")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return p

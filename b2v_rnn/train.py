@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from . import distributed, visualize
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from .cli import CliError, HelpFormatter, check_T, run_main, set_threads
+from .cli import CliError, HelpFormatter, add_device_arguments, check_T, run_main, set_threads
 from .losses import (ADVERSARIAL_WEIGHT, GRADIENT_WEIGHT, PERCEPTUAL_WEIGHT, adversarial_discriminator_loss,
                      adversarial_generator_loss, middle_loss, sequence_losses)
 from .metrics import MetricAverager, clip_metrics, psnr
@@ -121,9 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int,
                    help="DataLoader worker processes per training process (default: 4 on CUDA, 0 on CPU, "
                         "where the cores are busy computing)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
+    add_device_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, data order and augmentation")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     return p
