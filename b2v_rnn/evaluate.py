@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from . import metrics as M
 from . import visualize
-from .cli import CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main, set_threads
+from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
+                  set_threads)
 from .predict import extract_tiled, load_for_inference
 
 

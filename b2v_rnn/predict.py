@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from . import visualize
 from .checkpoint import CheckpointError, default_checkpoint, load_model
-from .cli import CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main, set_threads
+from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
+                  set_threads)
 
 
 def build_parser() -> argparse.ArgumentParser:
