@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from pathlib import Path
 
 import torch
+
+from .atomic import atomic_path
 
 FORMAT = "b2v_rnn-checkpoint"
 VERSION = 1
@@ -41,15 +42,10 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     the new complete file (an interruption never leaves a truncated checkpoint)."""
     path = Path(path)
     state = {"format": FORMAT, "version": VERSION, **state}
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

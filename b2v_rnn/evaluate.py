@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from . import metrics as M
+from .atomic import atomic_path
 from . import visualize
 from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
                   set_threads)
@@ -153,9 +154,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "metrics": {k: v for k, v in summary.items() if k not in ("clips", "kept")},
             "clips": summary["clips"],
         }
-        tmp = args.out / ".metrics.json.tmp"
-        tmp.write_text(json.dumps(report, indent=2))
-        tmp.replace(args.out / "metrics.json")
+        with atomic_path(args.out / "metrics.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
         visualize.plot_psnr_per_frame({"prediction": summary["frame_psnr"],
                                        "blurry input": summary["blurry_frame_psnr"]},
                                       args.out / "psnr_per_frame.png", title=f"psnr per frame, {Path(data).name}")

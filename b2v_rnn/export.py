@@ -11,10 +11,10 @@ hash before the shipped weights are used.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Sequence
 
+from .atomic import atomic_path
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_of
 from .cli import CliError, HelpFormatter, run_main
 
@@ -40,9 +40,8 @@ def export(checkpoint: Path, out: Path) -> str:
     save_checkpoint({key: state[key] for key in KEPT if key in state}, out)
     digest = sha256_of(out)
     hash_file = out.with_name(out.name + ".sha256")
-    tmp = hash_file.with_name(f".{hash_file.name}.tmp")
-    tmp.write_text(f"{digest}  {out.name}\n")
-    os.replace(tmp, hash_file)
+    with atomic_path(hash_file) as tmp:
+        tmp.write_text(f"{digest}  {out.name}\n")
     return digest
 
 

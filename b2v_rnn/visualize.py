@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 from skimage.draw import disk, line
+
+from .atomic import atomic_path
 
 __all__ = ["to_uint8", "save_image", "save_frames", "save_gif", "side_by_side", "plot_psnr_per_frame"]
 
@@ -33,20 +34,11 @@ def to_uint8(image: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def _tmp_path(path: Path) -> Path:
-    # Keep the real suffix last so PIL picks the right format for the temporary file.
-    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-
-
 def save_image(image: torch.Tensor | np.ndarray, path: str | os.PathLike) -> Path:
     """Write one image (see `to_uint8`) to `path`; the format follows the suffix."""
     path = Path(path)
-    tmp = _tmp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(to_uint8(image)).save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -75,13 +67,9 @@ def save_gif(frames: torch.Tensor | Sequence, path: str | os.PathLike, fps: floa
     if not images:
         raise ValueError(f"{path}: no frames to write")
     path = Path(path)
-    tmp = _tmp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                        duration=int(round(1000.0 / fps)), loop=loop)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
