@@ -24,7 +24,7 @@ def extension():
     openmp = ["-fopenmp"] if sys.platform.startswith("linux") and "parallel backend: OpenMP" in torch.__config__.parallel_info() else []
     args = {"cxx": ["-O3", *openmp]}
     if with_cuda:
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")  # as b2v_rnn/ops/_loader.py for JIT builds
         args["nvcc"] = ["-O3"]
         return CUDAExtension(
             "b2v_rnn._C",

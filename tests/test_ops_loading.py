@@ -95,6 +95,26 @@ def test_failed_jit_build_reports_the_compiler_message(monkeypatch, tmp_path):
     assert "B2V_OPS=jit" in message and "broken_op.cpp" in message and "error" in message
 
 
+def test_cuda_arch_list_defaults_only_without_gpu_or_user_list(monkeypatch):
+    """Without a visible GPU torch's own arch list is empty and a CUDA JIT build dies; the
+    loader then supplies sm_80/sm_90 for the build only, and never overrides a user's list."""
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    monkeypatch.setattr(_loader.torch.cuda, "is_available", lambda: False)
+    with _loader.cuda_arch_list() as archs:
+        assert archs == _loader.DEFAULT_CUDA_ARCHS == os.environ["TORCH_CUDA_ARCH_LIST"]
+    assert "TORCH_CUDA_ARCH_LIST" not in os.environ
+
+    monkeypatch.setattr(_loader.torch.cuda, "is_available", lambda: True)
+    with _loader.cuda_arch_list() as archs:
+        assert archs is None and "TORCH_CUDA_ARCH_LIST" not in os.environ
+
+    monkeypatch.setattr(_loader.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.6")
+    with _loader.cuda_arch_list() as archs:
+        assert archs == "8.6" == os.environ["TORCH_CUDA_ARCH_LIST"]
+    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.6"
+
+
 def test_auto_mode_warns_once_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.delenv("B2V_OPS", raising=False)
     monkeypatch.setitem(sys.modules, "b2v_rnn._C", None)

@@ -15,16 +15,21 @@ library is ever loaded: a prebuilt module and a JIT build registering the same
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 BACKENDS = ("compiled", "jit", "reference")
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
+DEFAULT_CUDA_ARCHS = "8.0;9.0"
+"""GPU targets when ``TORCH_CUDA_ARCH_LIST`` is unset and no GPU is visible (setup.py's default too):
+the kernels' minimum, Ampere (bf16 and TF32 tensor cores), and Hopper."""
 
 _backend: str | None = None
 
@@ -89,6 +94,25 @@ def cuda_sources_wanted() -> bool:
     return torch.version.cuda is not None and CUDA_HOME is not None
 
 
+@contextlib.contextmanager
+def cuda_arch_list() -> Iterator[str | None]:
+    """Sets ``TORCH_CUDA_ARCH_LIST`` to :data:`DEFAULT_CUDA_ARCHS` for the duration of a build
+    when it is unset and no GPU is visible, and restores the environment afterwards.
+
+    torch derives the targets from the visible GPUs; with none (a CUDA PyTorch on a build node
+    or a CPU-only machine) its list is empty and the JIT build dies with an IndexError instead
+    of compiling. A visible GPU or a user's own list is left to torch.
+    """
+    if "TORCH_CUDA_ARCH_LIST" in os.environ or torch.cuda.is_available():
+        yield os.environ.get("TORCH_CUDA_ARCH_LIST")
+        return
+    os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
+    try:
+        yield DEFAULT_CUDA_ARCHS
+    finally:
+        os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+
+
 def sources(with_cuda: bool) -> list[str]:
     """The extension's sources: schemas, CPU kernels, and the CUDA launchers when wanted."""
     found = sorted(glob.glob(str(CSRC / "*.cpp"))) + sorted(glob.glob(str(CSRC / "cpu" / "*.cpp")))
@@ -116,15 +140,16 @@ def _load_jit() -> None:
     build_dir = os.environ.get("B2V_BUILD_DIR")
     if build_dir:
         os.makedirs(build_dir, exist_ok=True)
-    cpp_extension.load(
-        name="b2v_rnn_ops",
-        sources=sources(with_cuda),
-        extra_cflags=["-O3", "-DB2V_JIT", *openmp_flags()],
-        extra_ldflags=openmp_flags(),
-        extra_cuda_cflags=["-O3"] if with_cuda else None,
-        extra_include_paths=[str(CSRC)],
-        build_directory=build_dir,
-        with_cuda=with_cuda,
-        is_python_module=False,
-        verbose=os.environ.get("B2V_VERBOSE_BUILD") == "1",
-    )
+    with cuda_arch_list() if with_cuda else contextlib.nullcontext():
+        cpp_extension.load(
+            name="b2v_rnn_ops",
+            sources=sources(with_cuda),
+            extra_cflags=["-O3", "-DB2V_JIT", *openmp_flags()],
+            extra_ldflags=openmp_flags(),
+            extra_cuda_cflags=["-O3"] if with_cuda else None,
+            extra_include_paths=[str(CSRC)],
+            build_directory=build_dir,
+            with_cuda=with_cuda,
+            is_python_module=False,
+            verbose=os.environ.get("B2V_VERBOSE_BUILD") == "1",
+        )

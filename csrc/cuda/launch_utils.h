@@ -61,6 +61,17 @@ inline void check_same(const char* op, const char* name, const at::Tensor& t, co
               x.scalar_type());
 }
 
+// The optional bias as a contiguous tensor, or an undefined one when absent; checked to be
+// (out_channels,) on x's device with x's dtype.
+inline at::Tensor checked_bias(const char* op, const c10::optional<at::Tensor>& bias, const at::Tensor& x,
+                               int64_t out_channels) {
+  if (!bias.has_value() || !bias->defined()) return at::Tensor();
+  check_same(op, "bias", *bias, x);
+  TORCH_CHECK(bias->dim() == 1 && bias->size(0) == out_channels, op, ": bias must have shape (", out_channels,
+              ",), got ", bias->sizes());
+  return bias->contiguous();
+}
+
 // The kernels index one sample and one weight with 32-bit ints.
 inline void check_int32(const char* op, const char* name, int64_t numel) {
   TORCH_CHECK(numel <= std::numeric_limits<int32_t>::max(), op, ": ", name, " has ", numel,

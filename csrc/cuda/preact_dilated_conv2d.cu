@@ -79,13 +79,7 @@ at::Tensor preact_dilated_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& 
   const at::Tensor scale = scale_in.contiguous();
   const at::Tensor shift = shift_in.contiguous();
   const at::Tensor weight = weight_in.contiguous();
-  at::Tensor bias;
-  if (bias_in.has_value() && bias_in->defined()) {
-    check_same(kOp, "bias", *bias_in, x_in);
-    TORCH_CHECK(bias_in->dim() == 1 && bias_in->size(0) == g.out_channels, kOp, ": bias must have shape (",
-                g.out_channels, ",), got ", bias_in->sizes());
-    bias = bias_in->contiguous();
-  }
+  const at::Tensor bias = checked_bias(kOp, bias_in, x_in, g.out_channels);
   if (x.scalar_type() == at::kDouble) {  // no tensor-core path: ATen, so float64 tests still run
     const at::Tensor activated = at::relu(x * scale.view({g.batch, g.in_channels, 1, 1}) +
                                           shift.view({g.batch, g.in_channels, 1, 1}));

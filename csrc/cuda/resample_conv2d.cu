@@ -81,13 +81,7 @@ at::Tensor resample_conv2d_cuda(const at::Tensor& x_in, const at::Tensor& weight
   const ConvGeometry g = resample_geometry(x_in, weight_in, factor, padding, shuffle);
   const at::Tensor x = x_in.contiguous();
   const at::Tensor weight = weight_in.contiguous();
-  at::Tensor bias;
-  if (bias_in.has_value() && bias_in->defined()) {
-    check_same(kOp, "bias", *bias_in, x_in);
-    TORCH_CHECK(bias_in->dim() == 1 && bias_in->size(0) == g.out_channels, kOp, ": bias must have shape (",
-                g.out_channels, ",), got ", bias_in->sizes());
-    bias = bias_in->contiguous();
-  }
+  const at::Tensor bias = checked_bias(kOp, bias_in, x_in, g.out_channels);
   if (x.scalar_type() == at::kDouble) {  // no tensor-core path: ATen, so float64 tests still run
     const at::Tensor resampled = shuffle ? at::pixel_shuffle(x, factor) : at::pixel_unshuffle(x, factor);
     return at::conv2d(resampled, weight, bias, /*stride=*/{1, 1}, /*padding=*/{padding, padding}).contiguous();
