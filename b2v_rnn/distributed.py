@@ -71,6 +71,16 @@ def mean_over_ranks(values: dict[str, float], ctx: Context) -> dict[str, float]:
     return {k: mean[k] for k in values}  # the caller's key order (CSV columns)
 
 
+def max_over_ranks(value: int, ctx: Context) -> int:
+    """The largest ``value`` of all processes, on every process: lets all of them take the same
+    branch (a rank that stopped alone would leave the others waiting in a collective)."""
+    if not ctx.distributed:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=ctx.device if ctx.device.type == "cuda" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def cleanup(ctx: Context) -> None:
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()

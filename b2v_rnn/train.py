@@ -28,6 +28,10 @@ Outputs under --out (only rank 0 writes): checkpoint.pt (latest), best.pt (best
 validation sequence PSNR), train.csv (losses averaged over each --log-every interval),
 val.csv (DESIGN §7 metrics), samples/step_NNNNNN.gif (blurry | predicted | true frames),
 plots/psnr_step_NNNNNN.png (per-frame validation PSNR), tensorboard/ if installed.
+
+Stopping: Ctrl-C (SIGINT) or SIGTERM (a scheduler's preemption) finishes the current step,
+writes checkpoint.pt there and exits with 128 + the signal number; `--resume` then continues
+as if nothing had happened. A second signal stops at once.
 """
 from __future__ import annotations
 
@@ -36,7 +40,9 @@ import csv
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -449,20 +455,50 @@ def training_state(model, disc, optimizers, step: int, args, best: float, world_
     }
 
 
+class StopSignal:
+    """Context manager: SIGINT or SIGTERM sets ``received`` (the signal's number) instead of
+    killing the process mid-step, so the loop can save a consistent checkpoint and stop; a
+    second signal raises KeyboardInterrupt at once. Previous handlers are restored on exit.
+    Signal handlers can only be set from the main thread; elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+        tqdm.write(f"{signal.Signals(signum).name}: stopping after this step (again to stop at once)")
+
+    def __enter__(self) -> "StopSignal":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> dict:
-    """Train; returns {"model", "discriminator", "step", "val"} (the last validation
-    summary) for tests and notebooks."""
+    """Train; returns {"model", "discriminator", "step", "val", "stopped_by"} for tests and
+    notebooks: "val" is the last validation summary, "stopped_by" the number of the signal that
+    stopped the run early (checkpoint.pt is then saved at "step"), else None."""
     args = parse_args(argv)
     set_threads(args.threads)
     ctx = distributed.setup(args.device)
     try:
-        return _train(args, ctx)
+        with StopSignal() as stop:
+            return _train(args, ctx, stop)
     finally:
         distributed.cleanup(ctx)
 
 
-def _train(args, ctx) -> dict:
+def _train(args, ctx, stop: StopSignal) -> dict:
     device, log = ctx.device, (print if ctx.is_main else (lambda *a, **k: None))
     if args.amp and device.type != "cuda":
         raise CliError(f"--amp is bfloat16 autocast on CUDA; the device is {device}")
@@ -571,6 +607,7 @@ def _train(args, ctx) -> dict:
     data = iter(loader)
     model.train()
     disc.train()
+    stopped_by = None
     while step < args.max_steps:
         lr = lr_at(step, args)
         for opt in optimizers.values():
@@ -627,13 +664,32 @@ def _train(args, ctx) -> dict:
                     save_checkpoint(state, args.out / "best.pt")
             distributed.barrier(ctx)
             interval_start = time.perf_counter()  # validation time is not training throughput
+
+        stopped_by = distributed.max_over_ranks(stop.received or 0, ctx) or None
+        if stopped_by is not None:
+            if ctx.is_main:
+                save_checkpoint(training_state(model, disc, optimizers, step, args, best, ctx.world_size),
+                                args.out / "checkpoint.pt")
+            distributed.barrier(ctx)
+            break
     bar.close()
     if tb is not None:
         tb.close()
+    if step >= args.max_steps:
+        stopped_by = None  # a signal during the last step: the run is complete all the same
     if ctx.is_main:
-        log(f"done: {step} steps; outputs in {args.out}")
-    return {"model": model, "discriminator": disc, "step": step, "val": last_val}
+        log(f"stopped at step {step}: checkpoint.pt saved; continue with --resume --out {args.out}"
+            if stopped_by is not None else f"done: {step} steps; outputs in {args.out}")
+    return {"model": model, "discriminator": disc, "step": step, "val": last_val, "stopped_by": stopped_by}
+
+
+def command(argv: Sequence[str] | None = None) -> None:
+    """`python -m b2v_rnn.train`: :func:`main`, exiting with 128 + the signal number when a
+    signal stopped the run, as a process killed by it would (schedulers tell it from a finished run)."""
+    stopped_by = main(argv)["stopped_by"]
+    if stopped_by is not None:
+        sys.exit(128 + stopped_by)
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(command)

@@ -5,6 +5,7 @@ the file runs in well under a minute on 2 CPU cores.
 """
 import csv
 import os
+import signal
 import socket
 
 import pytest
@@ -66,6 +67,32 @@ def test_resume_equals_an_uninterrupted_run(data, tmp_path):
     torch.testing.assert_close(params(resumed["model"]), params(whole["model"]), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(params(resumed["discriminator"]), params(whole["discriminator"]), rtol=1e-5, atol=1e-6)
     assert [r["step"] for r in rows(tmp_path / "split" / "train.csv")] == ["2", "3", "4", "6"]
+
+
+def test_a_signal_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(data, tmp_path, monkeypatch):
+    common = ("--log-every", "2", "--val-every", "3", "--decay-steps", "6", "--seed", "3")
+    whole = train.main(args(data, tmp_path / "whole", "--max-steps", "6", *common))
+    handler_before = signal.getsignal(signal.SIGTERM)
+    real_step, steps = train.train_step, []
+
+    def step_then_preempted(*a, **k):
+        losses = real_step(*a, **k)
+        steps.append(1)
+        if len(steps) == 4:  # a scheduler's SIGTERM arrives during step 4
+            os.kill(os.getpid(), signal.SIGTERM)
+        return losses
+
+    monkeypatch.setattr(train, "train_step", step_then_preempted)
+    with pytest.raises(SystemExit) as stopped:
+        train.command(args(data, tmp_path / "split", "--max-steps", "6", *common))
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert len(steps) == 4 and load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == 4
+    assert signal.getsignal(signal.SIGTERM) is handler_before
+
+    monkeypatch.setattr(train, "train_step", real_step)
+    resumed = train.main(["--out", str(tmp_path / "split"), "--resume", "--no-progress", "--num-workers", "0"])
+    assert resumed["step"] == 6 and resumed["stopped_by"] is None
+    torch.testing.assert_close(params(resumed["model"]), params(whole["model"]), rtol=1e-5, atol=1e-6)
 
 
 def _free_port():
