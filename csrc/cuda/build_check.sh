@@ -15,19 +15,14 @@
 # Usage: csrc/cuda/build_check.sh
 #   B2V_CUDA_TORCH   pip requirement of the CUDA PyTorch (default torch==2.14.1: its CUDA 13
 #                    build matches the nvcc 13 of these machines; the major versions must agree)
-#   CUDA_HOME        the toolkit (default: the folder of nvcc's real path, or /usr/local/cuda)
+#   CUDA_HOME        the toolkit (default: /usr/local/cuda when it has headers, else two levels
+#                    above the real path of nvcc)
 #   MAX_JOBS         parallel compile jobs (default: torch's choice)
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-nvcc="${NVCC:-$(command -v nvcc || true)}"
-if [[ -z "$nvcc" && -x /usr/local/cuda/bin/nvcc ]]; then
-  nvcc=/usr/local/cuda/bin/nvcc
-fi
-if [[ -z "$nvcc" ]]; then
-  echo "build_check: SKIPPED, nvcc not found (set NVCC or install the CUDA toolkit)"
-  exit 0
-fi
+# shellcheck source=find_nvcc.sh
+. "$(dirname "${BASH_SOURCE[0]}")"/find_nvcc.sh
 if [[ -z "${CUDA_HOME:-}" ]]; then
   # A wrapper script on PATH (as /usr/local/bin/nvcc here) would make torch guess a CUDA_HOME
   # without headers; the toolkit folder holds include/ and lib64/.

@@ -13,14 +13,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-nvcc="${NVCC:-$(command -v nvcc || true)}"
-if [[ -z "$nvcc" && -x /usr/local/cuda/bin/nvcc ]]; then
-  nvcc=/usr/local/cuda/bin/nvcc
-fi
-if [[ -z "$nvcc" ]]; then
-  echo "compile_check: SKIPPED, nvcc not found (set NVCC or install the CUDA toolkit)"
-  exit 0
-fi
+# shellcheck source=find_nvcc.sh
+. "$here"/find_nvcc.sh
 
 archs="${B2V_CUDA_ARCHS:-80 90}"
 gencode=()
