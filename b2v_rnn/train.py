@@ -483,6 +483,14 @@ class StopSignal:
             signal.signal(sig, handler)
 
 
+def leave_stop_signals_to_main(worker_id: int) -> None:
+    """DataLoader workers ignore SIGINT/SIGTERM: a Ctrl-C or a scheduler signals the whole
+    process group, and a worker killed by it would take the step in flight down with it
+    ("DataLoader worker exited unexpectedly") before :class:`StopSignal` could save."""
+    for sig in StopSignal.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: Sequence[str] | None = None) -> dict:
     """Train; returns {"model", "discriminator", "step", "val", "stopped_by"} for tests and
@@ -570,7 +578,7 @@ def _train(args, ctx, stop: StopSignal) -> dict:
     sampler = StepSampler(len(train_set), args.batch_size, args.seed, ctx.rank, ctx.world_size, start_step=step)
     loader = DataLoader(EpochIndexed(train_set), batch_size=args.batch_size, sampler=sampler,
                         num_workers=args.num_workers, pin_memory=device.type == "cuda", drop_last=True,
-                        persistent_workers=args.num_workers > 0)
+                        persistent_workers=args.num_workers > 0, worker_init_fn=leave_stop_signals_to_main)
 
     n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in
                 (("middle", model.middle), ("generator", model.generator), ("disc", disc))}
