@@ -645,7 +645,8 @@ def _train(args, ctx, stop: StopSignal) -> dict:
                         tb.add_scalar(f"train/{k}", v, step)
             sums, interval_start, interval_steps = {}, time.perf_counter(), 0
 
-        if step % args.val_every == 0 or step == args.max_steps:
+        validated = step % args.val_every == 0 or step == args.max_steps
+        if validated:
             if ctx.is_main:
                 t0 = time.perf_counter()
                 last_val, (y, pred, truth) = validate(model, val_set, args.T, device, amp, args.val_samples)
@@ -675,7 +676,7 @@ def _train(args, ctx, stop: StopSignal) -> dict:
 
         stopped_by = distributed.max_over_ranks(stop.received or 0, ctx) or None
         if stopped_by is not None:
-            if ctx.is_main:
+            if ctx.is_main and not validated:  # a validation step has just saved this step's checkpoint
                 save_checkpoint(training_state(model, disc, optimizers, step, args, best, ctx.world_size),
                                 args.out / "checkpoint.pt")
             distributed.barrier(ctx)
