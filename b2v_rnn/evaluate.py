@@ -14,7 +14,6 @@ import argparse
 import json
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -24,7 +23,7 @@ from tqdm import tqdm
 from . import metrics as M
 from .atomic import atomic_path
 from . import visualize
-from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
+from .cli import (CliError, HelpFormatter, add_device_arguments, autocast_for, check_T, resolve_device, run_main,
                   set_threads)
 from .predict import extract_tiled, load_for_inference
 
@@ -116,8 +115,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.tile and args.tile <= 2 * args.tile_overlap:
         raise CliError(f"--tile {args.tile} must be larger than twice --tile-overlap {args.tile_overlap}")
     device = resolve_device(args.device)
-    if args.amp and device.type != "cuda":
-        raise CliError(f"--amp is bfloat16 autocast on CUDA; the device is {device}")
     if args.out is not None:
         if args.out.exists() and not args.out.is_dir():
             raise CliError(f"--out {args.out}: exists and is not a folder")
@@ -132,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise CliError(f"--data: {e}") from None
     T = dataset.T
     model, checkpoint = load_for_inference(args.checkpoint, T, device)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if args.amp else nullcontext()
+    amp = autocast_for(device, args.amp)
 
     def extract(y: torch.Tensor) -> torch.Tensor:
         with amp:

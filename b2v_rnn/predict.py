@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
 
@@ -31,7 +30,7 @@ from tqdm import tqdm
 
 from . import visualize
 from .checkpoint import CheckpointError, default_checkpoint, load_model
-from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
+from .cli import (CliError, HelpFormatter, add_device_arguments, autocast_for, check_T, resolve_device, run_main,
                   set_threads)
 
 
@@ -164,8 +163,6 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     if args.fps <= 0:
         raise CliError(f"--fps {args.fps}: must be > 0")
     device = resolve_device(args.device)
-    if args.amp and device.type != "cuda":
-        raise CliError(f"--amp is bfloat16 autocast on CUDA; the device is {device}")
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out}: exists and is not a folder")
     plans = plan_outputs(args.images, args.out, args.overwrite)
@@ -173,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         if not image.is_file():
             raise CliError(f"{image}: no such file")
     model, path = load_for_inference(args.checkpoint, args.T, device)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if args.amp else nullcontext()
+    amp = autocast_for(device, args.amp)
     args.out.mkdir(parents=True, exist_ok=True)
     written = []
     for image, folder, gif in tqdm(plans, desc="predict", unit="image", disable=len(plans) < 2):
