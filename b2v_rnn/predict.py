@@ -1,25 +1,34 @@
 """Extract T sharp frames from motion-blurred photos.
 
-    python -m b2v_rnn.predict blurry.png --T 7 --out results --checkpoint runs/x/checkpoint.pt
+    python -m b2v_rnn.predict b2v_rnn/samples/blurry.png --T 7 --out results   # the sample photo
     python -m b2v_rnn.predict photos/*.jpg --out results --tile 512    # large images, in tiles
 
-For each input IMG writes OUT/<stem>/frame_01.png ... frame_TT.png and OUT/<stem>.gif.
-Any image size: the model pads to its size multiple and crops back. With --tile N the
-image is processed in overlapping N x N tiles blended with feathered (linear ramp)
-weights, so memory stays bounded; each tile's temporal direction is aligned with the
-tiles already placed (the direction is ambiguous per tile, paper Sec. 4), so neighbouring
-tiles never blend a forward with a backward sequence. The sequence as a whole comes out
-in one of its two directions; which one is arbitrary.
+For each input IMG writes OUT/<stem>/frame_01.png ... frame_TT.png, OUT/<stem>.gif and,
+when imageio-ffmpeg is installed (the `video` extra), OUT/<stem>.mp4 (H.264); `--playback
+pingpong` makes the GIF and MP4 play forward then back. Any image size: the model pads to
+its size multiple and crops back. With --tile N the image is processed in overlapping
+N x N tiles blended with feathered (linear ramp) weights, so memory stays bounded; each
+tile's temporal direction is aligned with the tiles already placed (the direction is
+ambiguous per tile, paper Sec. 4), so neighbouring tiles never blend a forward with a
+backward sequence. The sequence as a whole comes out in one of its two directions; which
+one is arbitrary. Without --tile, an image whose estimated memory exceeds what the device
+has free is tiled automatically, with a note saying so.
 
 Without --checkpoint the default weights shipped with the package are used when this
 installation has them (b2v_rnn/weights/default.pt, SHA-256 verified).
+
+Outputs follow `b2v_rnn.outputs`: OUT is checked for writability before any work, locked
+against a concurrent run, and each image's results appear complete or not at all.
 Existing outputs are never replaced unless --overwrite is given.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -32,42 +41,230 @@ from . import visualize
 from .checkpoint import CheckpointError, default_checkpoint, load_model
 from .cli import (CliError, HelpFormatter, add_device_arguments, autocast_for, check_T, resolve_device, run_main,
                   set_threads)
+from .outputs import check_writable, locked_output
+
+VIDEO_FORMATS = ("gif", "mp4")
+PIL_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m b2v_rnn.predict", allow_abbrev=False,
-                                description="Extract T sharp frames and a GIF from each motion-blurred image.",
+                                description="Extract T sharp frames, a GIF and an MP4 from each motion-blurred image.",
                                 formatter_class=HelpFormatter)
     p.add_argument("images", nargs="+", type=Path, metavar="IMG", help="blurry input images (PNG, JPEG, ...)")
     p.add_argument("--T", type=int, default=7, help="frames to extract (odd, >= 3)")
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     p.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the weights shipped with the package)")
-    p.add_argument("--tile", type=int, default=0, help="process in N x N tiles (0 = whole image at once)")
+    p.add_argument("--tile", type=int, default=0,
+                   help="process in N x N tiles (0 = whole image, tiled automatically when it would not fit in memory)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
     add_device_arguments(p)
-    p.add_argument("--fps", type=float, default=7.0, help="GIF frame rate")
+    p.add_argument("--video", default="gif,mp4",
+                   help="animations to write besides the PNG frames: gif, mp4, both (gif,mp4) or none; "
+                        "mp4 needs imageio-ffmpeg and is skipped with a note when it is missing")
+    p.add_argument("--playback", choices=("forward", "pingpong"), default="forward",
+                   help="GIF/MP4 order: frames 1..T, or 1..T..2 so that a loop goes back and forth")
+    p.add_argument("--fps", type=float, default=7.0, help="GIF and MP4 frame rate")
+    p.add_argument("--max-pixels", type=int, default=PIL_MAX_PIXELS,
+                   help="refuse larger images (PIL's guard against decompression bombs)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return p
 
 
-def read_image(path: Path) -> torch.Tensor:
-    """An image file -> float (3, H, W) in [0, 1]. EXIF orientation is applied; grey and
-    palette images become RGB, alpha is dropped; 16-bit grey is scaled by 65535."""
+def note(message: str) -> None:
+    """One line on stderr, through tqdm so that it does not break a progress bar."""
+    tqdm.write(f"note: {message}", file=sys.stderr)
+
+
+def parse_video(value: str, explicit: bool) -> tuple[str, ...]:
+    """--video -> the formats to write; mp4 without imageio-ffmpeg is an error when asked
+    for explicitly and a note when it is only the default."""
+    names = {"both": "gif,mp4", "none": ""}.get(value, value)
+    formats = tuple(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+    unknown = [f for f in formats if f not in VIDEO_FORMATS]
+    if unknown:
+        raise CliError(f"--video {value}: unknown format {unknown[0]!r}; expected gif, mp4, both or none")
+    if "mp4" in formats and not visualize.mp4_available():
+        if explicit:
+            raise CliError("--video mp4 needs imageio-ffmpeg: pip install imageio-ffmpeg (or b2v_rnn[video])")
+        note("no MP4 written: imageio-ffmpeg is not installed (pip install imageio-ffmpeg)")
+        formats = tuple(f for f in formats if f != "mp4")
+    return formats
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an input image's header says, read before any work: size and what is lost."""
+
+    path: Path
+    width: int
+    height: int
+    alpha: bool
+    deep: bool  # more than 8 bits per channel
+
+
+def check_input(path: Path) -> None:
+    """A missing path, a folder and an unreadable file are three different mistakes."""
+    if path.is_dir():
+        raise CliError(f"{path}: is a folder, not an image (pass the images inside it, e.g. {path}/*.png)")
+    if not path.exists():
+        raise CliError(f"{path}: no such file")
+
+
+@contextmanager
+def _pil_limit(max_pixels: int):
+    """PIL's decompression-bomb guard set to max_pixels, its warning made an error."""
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _open_error(path: Path, error: Exception, max_pixels: int) -> CliError:
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return CliError(f"{path}: more pixels than --max-pixels {max_pixels} allows (PIL's guard against "
+                        "decompression bombs); pass a larger --max-pixels if you trust the file")
+    if isinstance(error, FileNotFoundError):
+        return CliError(f"{path}: no such file")
+    if isinstance(error, IsADirectoryError):
+        return CliError(f"{path}: is a folder, not an image")
+    return CliError(f"{path}: not a readable image ({error})")
+
+
+def read_header(path: Path, max_pixels: int = PIL_MAX_PIXELS) -> ImageHeader:
+    """Size, alpha and bit depth of an image file without decoding its pixels; CliError for
+    a missing, unreadable or too large file."""
+    check_input(path)
+    try:
+        with _pil_limit(max_pixels), Image.open(path) as im:
+            rawmodes = " ".join(str(tile.args) for tile in im.tile)
+            deep = im.mode in ("I;16", "I;16B", "I;16L", "I", "F") or ";16" in rawmodes
+            width, height = im.size
+            if (im.getexif().get(0x0112) or 1) in (5, 6, 7, 8):  # EXIF orientation swaps the sides
+                width, height = height, width
+            return ImageHeader(path, width, height, im.has_transparency_data, deep)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        raise _open_error(path, e, max_pixels) from None
+
+
+def read_image(path: Path, max_pixels: int = PIL_MAX_PIXELS) -> torch.Tensor:
+    """An image file -> float (3, H, W) in [0, 1]. EXIF orientation is applied; grey and
+    palette images become RGB, alpha is dropped; 16-bit grey is scaled by 65535 (PIL
+    reads 16-bit colour as 8 bits per channel)."""
+    check_input(path)
+    try:
+        with _pil_limit(max_pixels), Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 grey = np.asarray(im, dtype=np.float32) / 65535.0
                 array = np.repeat(grey[..., None], 3, axis=-1)
             else:
                 array = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise CliError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CliError(f"{path}: is a folder, not an image") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise CliError(f"{path}: not a readable image ({e})") from None
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        raise _open_error(path, e, max_pixels) from None
     return torch.from_numpy(np.ascontiguousarray(array.clip(0, 1))).permute(2, 0, 1)
+
+
+def describe_losses(header: ImageHeader) -> None:
+    """Say in one line what of the input the frames will not keep."""
+    lost = []
+    if header.alpha:
+        lost.append("its alpha channel (transparency) is ignored")
+    if header.deep:
+        lost.append("it has more than 8 bits per channel; the frames are written with 8")
+    if lost:
+        note(f"{header.path}: {' and '.join(lost)}")
+
+
+# Peak memory of model.extract per input pixel, in float32 values, measured on a CPU
+# (T = 7, 256² and 512² inputs): tiny ~170, small ~240, paper ~440, i.e. about
+# 120 + 2.25 x the middle network's channels; the output frames come on top.
+_FLOATS_PER_PIXEL_BASE = 120
+_FLOATS_PER_PIXEL_PER_CHANNEL = 2.25
+_MEMORY_HEADROOM = 0.7  # use at most this share of the free memory
+
+
+def estimated_bytes(model, height: int, width: int, T: int) -> int:
+    """Rough peak memory of extracting T frames from a height x width image in one piece."""
+    channels = getattr(model, "config", {}).get("middle", {}).get("channels", 144)
+    per_pixel = _FLOATS_PER_PIXEL_BASE + _FLOATS_PER_PIXEL_PER_CHANNEL * channels + 3 * (T + 1)
+    return int(4 * per_pixel * height * width)
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Free memory of the device: CUDA's free memory, or on a CPU the smaller of the
+    kernel's MemAvailable and what this process's cgroup may still use; None if unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    candidates = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                candidates.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            candidates.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return min(candidates) if candidates else None
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def automatic_tile(model, header: ImageHeader, T: int, overlap: int, free: int | None) -> int:
+    """0 if the whole image fits in `free` bytes (or free is unknown), else the largest tile
+    side (a multiple of 64) that does; CliError if not even the smallest tile fits."""
+    budget = None if free is None else free * _MEMORY_HEADROOM
+    whole = estimated_bytes(model, header.height, header.width, T)
+    if budget is None or whole <= budget:
+        return 0
+    per_pixel = estimated_bytes(model, 1, 1, T)
+    frames = 4 * (3 * T + 1) * header.height * header.width  # the blended result and its weights
+    side = math.isqrt(max(int(budget - frames), 0) // per_pixel) // 64 * 64
+    smallest = max(64, (2 * overlap // 64 + 1) * 64)
+    if side < smallest:
+        raise CliError(f"{header.path} ({header.width}x{header.height}): needs about {_size(whole)}, "
+                       f"only {_size(free)} free, and even {smallest}x{smallest} tiles do not fit; "
+                       "free some memory or use a smaller image")
+    note(f"{header.path} ({header.width}x{header.height}) needs about {_size(whole)} whole, "
+         f"{_size(free)} free: processing it in {side}x{side} tiles (choose with --tile)")
+    return side
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    text = str(error)
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+@contextmanager
+def frame_progress(model, T: int, description: str, enabled: bool):
+    """A progress bar over the T frames of one whole-image extraction, advanced by forward
+    hooks on the middle network (1 frame) and the generator (1 frame per call)."""
+    parts = [getattr(model, name, None) for name in ("middle", "generator")]
+    parts = [m for m in parts if isinstance(m, torch.nn.Module)]
+    if not enabled or not parts:
+        yield
+        return
+    bar = tqdm(total=T, desc=description, unit="frame", leave=False)
+    hooks = [m.register_forward_hook(lambda *_: bar.update(1)) for m in parts]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+        bar.close()
 
 
 def _ramp(n: int, overlap: int, device) -> torch.Tensor:
@@ -118,26 +315,47 @@ def extract_tiled(model, y: torch.Tensor, T: int, tile: int = 0, overlap: int = 
     return acc / weight
 
 
-def plan_outputs(images: Sequence[Path], out: Path, overwrite: bool) -> list[tuple[Path, Path, Path]]:
-    """(input, frame folder, GIF) per image; refuses duplicate stems and, without
-    overwrite, any output that already exists, before anything is computed or written."""
+@dataclass(frozen=True)
+class Plan:
+    """One input and the outputs it writes: OUT/<stem>/ (frames) and OUT/<stem>.<format>."""
+
+    image: Path
+    folder: Path
+    videos: tuple[Path, ...]
+
+    @property
+    def stem(self) -> str:
+        return self.folder.name
+
+
+def plan_outputs(images: Sequence[Path], out: Path, formats: Sequence[str] = ("gif",)) -> list[Plan]:
+    """One Plan per image; refuses two inputs that would write the same outputs."""
     plans, stems = [], {}
     for image in images:
         if image.stem in stems:
             raise CliError(f"{image} and {stems[image.stem]} would both write {out / image.stem}; "
                            "rename one or run them separately")
         stems[image.stem] = image
-        plans.append((image, out / image.stem, out / f"{image.stem}.gif"))
-    if not overwrite:
-        existing = [str(p) for _, folder, gif in plans for p in (folder, gif) if p.exists()]
-        if existing:
-            raise CliError(f"outputs exist already: {', '.join(existing[:5])}"
-                           f"{' ...' if len(existing) > 5 else ''} (pass --overwrite to replace them)")
+        plans.append(Plan(image, out / image.stem, tuple(out / f"{image.stem}.{f}" for f in formats)))
     return plans
 
 
+def refuse_existing(plans: Sequence[Plan], overwrite: bool) -> None:
+    """Without --overwrite, any output of any plan that exists already stops the run before
+    anything is computed. Earlier animations of another format count too: they would be
+    left beside the new frames."""
+    if overwrite:
+        return
+    existing = [str(p) for plan in plans
+                for p in (plan.folder, *(plan.folder.with_name(f"{plan.stem}.{f}") for f in VIDEO_FORMATS))
+                if p.exists()]
+    if existing:
+        raise CliError(f"outputs exist already: {', '.join(existing[:5])}"
+                       f"{' ...' if len(existing) > 5 else ''} (pass --overwrite to replace them)")
+
+
 def load_for_inference(checkpoint: Path | None, T: int, device):
-    """(model, checkpoint path) for --checkpoint or the shipped default weights; warns when
+    """(model, checkpoint path) for --checkpoint or the shipped default weights; notes when
     T differs from the T the model was trained on (G then unrolls fewer or more steps)."""
     try:
         path = checkpoint if checkpoint is not None else default_checkpoint()
@@ -145,15 +363,44 @@ def load_for_inference(checkpoint: Path | None, T: int, device):
     except CheckpointError as e:
         raise CliError(str(e)) from None
     if state["T"] != T:
-        warnings.warn(f"{path} was trained with T={state['T']}; extracting T={T} frames "
-                      f"{'extrapolates beyond' if T > state['T'] else 'uses fewer steps than'} training",
-                      stacklevel=2)
+        note(f"{path} was trained with T={state['T']}; extracting T={T} frames "
+             f"{'extrapolates beyond' if T > state['T'] else 'uses fewer steps than'} training")
     return model, path
 
 
+def write_results(frames: torch.Tensor, stage: Path, stem: str, formats: Sequence[str], fps: float,
+                  playback: str) -> None:
+    """frames (T, 3, H, W) -> stage/<stem>/frame_*.png and stage/<stem>.<format>."""
+    visualize.save_frames(frames, stage / stem)
+    sequence = visualize.ping_pong(frames) if playback == "pingpong" else frames
+    if "gif" in formats:
+        visualize.save_gif(sequence, stage / f"{stem}.gif", fps=fps)
+    if "mp4" in formats:
+        visualize.save_mp4(sequence, stage / f"{stem}.mp4", fps=fps)
+
+
+def predict_one(model, header: ImageHeader, args, device, amp) -> torch.Tensor:
+    """The T frames (T, 3, H, W) on the CPU of one image: whole, or tiled by --tile or when
+    the whole image would not fit in free memory; out of memory becomes a --tile hint."""
+    y = read_image(header.path, args.max_pixels).to(device)[None]
+    tile = args.tile or automatic_tile(model, header, args.T, args.tile_overlap, available_bytes(device))
+    whole = tile <= 0 or (header.height <= tile and header.width <= tile)
+    large = header.width * header.height >= 512 * 512
+    try:
+        with amp, frame_progress(model, args.T, header.path.name, enabled=whole and large):
+            return extract_tiled(model, y, args.T, tile, args.tile_overlap, progress=True)[0].cpu()
+    except RuntimeError as e:
+        if not _is_out_of_memory(e):
+            raise
+        hint = f"--tile {max(128, (tile or max(header.width, header.height)) // 2 // 64 * 64)}"
+        raise CliError(f"{header.path} ({header.width}x{header.height}): out of memory on {device}"
+                       f"{f' with --tile {tile}' if tile else ''}; pass {hint} (or smaller)") from None
+
+
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    """Run prediction; returns the GIF paths written."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    """Run prediction; returns the frame folders written."""
+    raw = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(raw)
     set_threads(args.threads)
     check_T(args.T)
     if args.tile < 0 or args.tile_overlap < 0:
@@ -162,28 +409,38 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         raise CliError(f"--tile {args.tile} must be larger than twice --tile-overlap {args.tile_overlap}")
     if args.fps <= 0:
         raise CliError(f"--fps {args.fps}: must be > 0")
+    if args.max_pixels < 1:
+        raise CliError(f"--max-pixels {args.max_pixels}: must be >= 1")
+    formats = parse_video(args.video, explicit=any(a == "--video" or a.startswith("--video=") for a in raw))
     device = resolve_device(args.device)
-    if args.out.exists() and not args.out.is_dir():
-        raise CliError(f"--out {args.out}: exists and is not a folder")
-    plans = plan_outputs(args.images, args.out, args.overwrite)
-    for image, _, _ in plans:  # fail on a bad input before spending time on the good ones
-        if not image.is_file():
-            raise CliError(f"{image}: no such file")
-    model, path = load_for_inference(args.checkpoint, args.T, device)
-    amp = autocast_for(device, args.amp)
-    args.out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for image, folder, gif in tqdm(plans, desc="predict", unit="image", disable=len(plans) < 2):
-        y = read_image(image).to(device)[None]
-        with amp:
-            frames = extract_tiled(model, y, args.T, args.tile, args.tile_overlap, progress=True)[0].cpu()
-        if folder.is_dir():  # only reached with --overwrite: drop frames of an earlier, longer T
-            for old in folder.glob("frame_*.png"):
-                old.unlink()
-        visualize.save_frames(frames, folder)
-        visualize.save_gif(frames, gif, fps=args.fps)
-        written.append(gif)
-        tqdm.write(f"{image} ({y.shape[-1]}x{y.shape[-2]}) -> {folder}/ ({args.T} frames), {gif}")
+    for image in args.images:
+        check_input(image)
+    plans = plan_outputs(args.images, args.out, formats)
+    check_writable(args.out)
+    headers = [read_header(image, args.max_pixels) for image in args.images]  # every input, before any work
+    with locked_output(args.out) as out:
+        refuse_existing(plans, args.overwrite)
+        model, _ = load_for_inference(args.checkpoint, args.T, device)
+        amp = autocast_for(device, args.amp)
+        written: list[Path] = []
+        for plan, header in tqdm(list(zip(plans, headers)), desc="predict", unit="image", disable=len(plans) < 2):
+            describe_losses(header)
+            try:
+                frames = predict_one(model, header, args, device, amp)
+            except CliError as e:
+                if written:
+                    raise CliError(f"{e} [the {len(written)} image(s) before it were written completely to "
+                                   f"{args.out}; nothing of {plan.image}]") from None
+                raise
+            with out.stage() as stage:
+                write_results(frames, stage, plan.stem, formats, args.fps, args.playback)
+            for earlier in VIDEO_FORMATS:  # an --overwrite run without a format drops its old file
+                if earlier not in formats:
+                    (out.path / f"{plan.stem}.{earlier}").unlink(missing_ok=True)
+            written.append(plan.folder)
+            made = ", ".join(str(p) for p in plan.videos)
+            tqdm.write(f"{plan.image} ({header.width}x{header.height}) -> {plan.folder}/ ({args.T} frames)"
+                       f"{', ' + made if made else ''}")
     return written
 
 
