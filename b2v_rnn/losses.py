@@ -1,9 +1,18 @@
 """Training losses (paper Table 1, recurrent variant; DESIGN §3).
 
 - :func:`middle_loss`: φm's loss, paper eq. 3 (MSE + λp · perceptual);
-- :func:`pair_loss`: the pairwise ordering-invariant loss, paper eq. 5;
+- :func:`pair_loss`: an order-invariant loss of one symmetric pair, chosen by name from
+  :data:`PAIR_LOSSES`: ``"patch_mse"`` (the default), ``"patch_charbonnier"`` (both
+  :func:`patch_pair_loss`) or ``"eq5"`` (:func:`eq5_pair_loss`, the paper's, for the ablation);
 - :func:`adversarial_generator_loss` / :func:`adversarial_discriminator_loss`: hinge GAN loss;
 - :func:`sequence_losses`: the pair losses of every unrolled step k = 1..(T−1)/2 (+ L_adv).
+
+Why the default departs from paper eq. 5 (DESIGN §3, issue 11, measured by
+``python -m bench.probes generator``): eq. 5's difference term is invariant to swapping a and b
+at each pixel independently, so it cannot teach a direction, and with G starting as a copy
+(a = b) its gradient is zero; its L1 penalty also keeps a zero-initialised residual at the
+identity. The per-patch min-over-swap MSE asks for one consistent order per p×p patch, which
+is as much as y can tell (every moving layer is direction-ambiguous on its own).
 
 Images are (B, 3, H, W) and sequences (B, T, 3, H, W), float in [0,1]; every loss is
 mean-reduced over its elements and returns a scalar tensor.
@@ -21,6 +30,9 @@ from .models.vgg import VGG16Features
 PERCEPTUAL_WEIGHT = 0.01
 GRADIENT_WEIGHT = 0.1
 ADVERSARIAL_WEIGHT = 0.01
+PAIR_PATCH = 16
+"""Side of the patches in which :func:`patch_pair_loss` asks for one order, pixels."""
+CHARBONNIER_EPS = 1e-3
 
 
 def perceptual_loss(pred: Tensor, target: Tensor, vgg: VGG16Features) -> Tensor:
@@ -56,16 +68,103 @@ def middle_loss(
     return mse + gradient_weight * gradient_loss(pred, target)
 
 
-def pair_loss(a: Tensor, b: Tensor, xa: Tensor, xb: Tensor) -> Tensor:
+def eq5_pair_loss(a: Tensor, b: Tensor, xa: Tensor, xb: Tensor) -> Tensor:
     """Paper eq. 5 for one symmetric pair: ``| |a+b| − |xa+xb| |₁ + | |a−b| − |xa−xb| |₁``, mean-reduced.
 
     ``a``, ``b``: the predicted frames x̂[m−k], x̂[m+k]; ``xa``, ``xb``: the true x[m−k], x[m+k];
     all of one shape. Swapping a and b (or xa and xb) gives exactly the same value: the loss does
-    not ask which of the two frames comes first, which y cannot tell (paper Sec. 4).
+    not ask which of the two frames comes first, which y cannot tell (paper Sec. 4). Kept for the
+    ablation: it is also invariant to swapping at each pixel separately (see the module notes).
     """
     sums = ((a + b).abs() - (xa + xb).abs()).abs()
     differences = ((a - b).abs() - (xa - xb).abs()).abs()
     return sums.mean() + differences.mean()
+
+
+def _penalty(difference: Tensor, penalty: str) -> Tensor:
+    if penalty == "mse":
+        return difference.square()
+    if penalty == "charbonnier":
+        return (difference.square() + CHARBONNIER_EPS**2).sqrt() - CHARBONNIER_EPS
+    raise ValueError(f"unknown penalty {penalty!r}; expected 'mse' or 'charbonnier'")
+
+
+def patch_sums(error: Tensor, patch: int) -> Tensor:
+    """Sums of a per-pixel error (B, C, H, W) over each p×p patch and the channels → (B, ⌈H/p⌉, ⌈W/p⌉).
+
+    Patches start at the top-left; the last row and column of patches are partial when p does not
+    divide H or W (zero padding adds nothing to a sum).
+    """
+    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1:
+        raise ValueError(f"patch must be a positive number of pixels, got {patch!r}")
+    error = F.pad(error.sum(dim=1), (0, -error.shape[-1] % patch, 0, -error.shape[-2] % patch))
+    B, H, W = error.shape
+    return error.reshape(B, H // patch, patch, W // patch, patch).sum(dim=(2, 4))
+
+
+def patch_swap_errors(
+    a: Tensor, b: Tensor, xa: Tensor, xb: Tensor, patch: int = PAIR_PATCH, penalty: str = "mse"
+) -> tuple[Tensor, Tensor]:
+    """Per-patch summed errors of the pair in both assignments: ``(keep, swap)``, each (B, h, w).
+
+    ``keep`` = Σ_patch pen(a − xa) + pen(b − xb), ``swap`` = Σ_patch pen(a − xb) + pen(b − xa), summed
+    over the channels too; images (B, C, H, W). Shared by :func:`patch_pair_loss` and the per-patch
+    metrics (:func:`b2v_rnn.metrics.patch_pair_psnr`).
+    """
+    if not a.shape == b.shape == xa.shape == xb.shape or a.dim() != 4:
+        raise ValueError(
+            f"pair images must all be (B, C, H, W) of one shape, got {tuple(a.shape)}, {tuple(b.shape)}, "
+            f"{tuple(xa.shape)}, {tuple(xb.shape)}"
+        )
+    keep = patch_sums(_penalty(a - xa, penalty) + _penalty(b - xb, penalty), patch)
+    swap = patch_sums(_penalty(a - xb, penalty) + _penalty(b - xa, penalty), patch)
+    return keep, swap
+
+
+def patch_pair_loss(
+    a: Tensor,
+    b: Tensor,
+    xa: Tensor,
+    xb: Tensor,
+    patch: int = PAIR_PATCH,
+    penalty: str = "mse",
+    sum_weight: float = 0.5,
+) -> Tensor:
+    """Order-invariant pair loss per patch (DESIGN §3): per p×p patch the smaller of the keep/swap
+    error, plus ``sum_weight`` × the error of the pair's mean ``(a + b)/2`` against ``(xa + xb)/2``.
+
+    Images (B, 3, H, W) as in :func:`eq5_pair_loss`. Both terms are mean-reduced per frame pixel
+    and channel, so with ``penalty="mse"`` the first is the MSE of the pair in its better order
+    patch by patch. Zero exactly at the true pair in any per-patch order; swapping a and b (or xa
+    and xb) never changes it; swapping single pixels inside a patch does. The sum term is
+    order-free and pins the pair's mean, which y constrains (eq. 1); at weight 0.5 it stays small
+    enough that the true pair swapped at random per pixel (a + b exact, each frame worse than y)
+    still scores worse than y repeated (tests/test_losses.py measures it).
+    ``penalty``: ``"mse"`` or ``"charbonnier"`` (``√(d² + ε²) − ε``, ε = 1e-3).
+    """
+    keep, swap = patch_swap_errors(a, b, xa, xb, patch, penalty)
+    pairs = torch.minimum(keep, swap).sum() / (2 * a.numel())
+    return pairs + sum_weight * _penalty(0.5 * ((a - xa) + (b - xb)), penalty).mean()
+
+
+PAIR_LOSSES = ("patch_mse", "patch_charbonnier", "eq5")
+"""Names :func:`pair_loss` and :func:`sequence_losses` accept."""
+DEFAULT_PAIR_LOSS = "patch_mse"
+
+
+def pair_loss(
+    a: Tensor, b: Tensor, xa: Tensor, xb: Tensor, kind: str = DEFAULT_PAIR_LOSS, patch: int = PAIR_PATCH
+) -> Tensor:
+    """The pair loss named ``kind`` (one of :data:`PAIR_LOSSES`) of predicted (a, b) = (x̂[m−k], x̂[m+k])
+    against the true (xa, xb) = (x[m−k], x[m+k]), images (B, 3, H, W); ``patch`` is p for the
+    per-patch kinds."""
+    if kind == "eq5":
+        return eq5_pair_loss(a, b, xa, xb)
+    if kind == "patch_mse":
+        return patch_pair_loss(a, b, xa, xb, patch, "mse")
+    if kind == "patch_charbonnier":
+        return patch_pair_loss(a, b, xa, xb, patch, "charbonnier")
+    raise ValueError(f"unknown pair loss {kind!r}; expected one of {PAIR_LOSSES}")
 
 
 def adversarial_generator_loss(fake_logits: Tensor) -> Tensor:
@@ -87,12 +186,14 @@ def sequence_losses(
     y: Tensor | None = None,
     discriminator: torch.nn.Module | None = None,
     adversarial_weight: float = ADVERSARIAL_WEIGHT,
+    kind: str = DEFAULT_PAIR_LOSS,
+    patch: int = PAIR_PATCH,
 ) -> tuple[Tensor, Tensor]:
     """Losses of an unrolled sequence, paper Table 1 steps 2–3: returns ``(total, per_step)``.
 
     ``frames``, ``targets``: (B, T, 3, H, W), T odd, middle index m = (T−1)/2 (0-based).
-    ``per_step``: (K,) with K = (T−1)/2, entry k−1 = :func:`pair_loss` of (x̂[m−k], x̂[m+k]) against
-    (x[m−k], x[m+k]). ``total`` = ``per_step.sum()``, plus, when ``discriminator`` and ``y``
+    ``per_step``: (K,) with K = (T−1)/2, entry k−1 = :func:`pair_loss` ``kind`` (patch side ``patch``) of
+    (x̂[m−k], x̂[m+k]) against (x[m−k], x[m+k]). ``total`` = ``per_step.sum()``, plus, when ``discriminator`` and ``y``
     (B, 3, H, W) are given, ``adversarial_weight`` × :func:`adversarial_generator_loss` over all
     2K non-middle frames. The middle frame has its own loss (:func:`middle_loss`).
     """
@@ -105,7 +206,10 @@ def sequence_losses(
     check_T(T)
     m = (T - 1) // 2
     per_step = torch.stack(
-        [pair_loss(frames[:, m - k], frames[:, m + k], targets[:, m - k], targets[:, m + k]) for k in range(1, m + 1)]
+        [
+            pair_loss(frames[:, m - k], frames[:, m + k], targets[:, m - k], targets[:, m + k], kind, patch)
+            for k in range(1, m + 1)
+        ]
     )
     total = per_step.sum()
     if discriminator is not None:

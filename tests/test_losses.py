@@ -1,22 +1,30 @@
-"""Tests of b2v_rnn.losses: the properties of paper eq. 5 (property-based), eq. 3, the hinge
-loss and the sequence losses over an unrolled T."""
+"""Tests of b2v_rnn.losses: the properties of paper eq. 5 and of the per-patch min-over-swap pair
+loss (property-based), measured reasons for the per-patch default, eq. 3, the hinge loss and the
+sequence losses over an unrolled T."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from b2v_rnn.data.synthetic import REAL_MOTION, render_sequence
 from b2v_rnn.losses import (
+    PAIR_LOSSES,
     adversarial_discriminator_loss,
     adversarial_generator_loss,
+    eq5_pair_loss,
     middle_loss,
     pair_loss,
+    patch_pair_loss,
+    patch_sums,
     sequence_losses,
 )
+from b2v_rnn.metrics import direction_correlation
 from b2v_rnn.models import VGG16Features, build_discriminator
 
 # float32 pixel values in [0,1] compared in float64, where their sums and differences are exact:
@@ -31,37 +39,144 @@ grid_quad = st.tuples(grid_pixels, grid_pixels, grid_pixels, grid_pixels)
 
 @settings(max_examples=200, deadline=None)
 @given(quad)
-def test_pair_loss_is_invariant_to_swapping_the_pair(images):
+def test_eq5_pair_loss_is_invariant_to_swapping_the_pair(images):
     a, b, xa, xb = images
-    loss = pair_loss(a, b, xa, xb)
-    assert loss == pair_loss(b, a, xa, xb) == pair_loss(a, b, xb, xa) == pair_loss(b, a, xb, xa)
+    loss = eq5_pair_loss(a, b, xa, xb)
+    assert loss == eq5_pair_loss(b, a, xa, xb) == eq5_pair_loss(a, b, xb, xa) == eq5_pair_loss(b, a, xb, xa)
 
 
 @settings(max_examples=200, deadline=None)
 @given(pixels, pixels, st.lists(st.booleans(), min_size=6, max_size=6))
-def test_pair_loss_is_zero_at_either_assignment_even_per_pixel(xa, xb, swap):
-    assert pair_loss(xa, xb, xa, xb) == 0
-    assert pair_loss(xb, xa, xa, xb) == 0
+def test_eq5_pair_loss_is_zero_at_either_assignment_even_per_pixel(xa, xb, swap):
+    assert eq5_pair_loss(xa, xb, xa, xb) == 0
+    assert eq5_pair_loss(xb, xa, xa, xb) == 0
     swap = torch.tensor(swap).reshape(xa.shape)
-    assert pair_loss(torch.where(swap, xb, xa), torch.where(swap, xa, xb), xa, xb) == 0
+    assert eq5_pair_loss(torch.where(swap, xb, xa), torch.where(swap, xa, xb), xa, xb) == 0
 
 
 @settings(max_examples=300, deadline=None)
 @given(grid_quad)
-def test_pair_loss_is_positive_unless_each_pixel_pair_is_the_true_pair(images):
+def test_eq5_pair_loss_is_positive_unless_each_pixel_pair_is_the_true_pair(images):
     a, b, xa, xb = images
     same = ((a == xa) & (b == xb)) | ((a == xb) & (b == xa))
-    loss = pair_loss(a, b, xa, xb)
+    loss = eq5_pair_loss(a, b, xa, xb)
     assert (loss == 0) == bool(same.all())
     assert loss >= 0
 
 
-def test_pair_loss_matches_eq_5_by_hand():
+def test_eq5_pair_loss_matches_eq_5_by_hand():
     a, b = torch.tensor([0.2, 0.9]), torch.tensor([0.5, 0.1])
     xa, xb = torch.tensor([0.4, 0.0]), torch.tensor([0.1, 1.0])
     sums = [abs(0.7 - 0.5), abs(1.0 - 1.0)]
     diffs = [abs(0.3 - 0.3), abs(0.8 - 1.0)]
-    assert pair_loss(a, b, xa, xb).item() == pytest.approx(np.mean(sums) + np.mean(diffs))
+    assert eq5_pair_loss(a, b, xa, xb).item() == pytest.approx(np.mean(sums) + np.mean(diffs))
+
+
+# Per-patch loss: one image (1, 3, 4, 4) cut into four 2×2 patches.
+patch_images = arrays(np.int64, (1, 3, 4, 4), elements=st.integers(0, 64)).map(lambda a: torch.from_numpy(a).double() / 64)
+patch_quad = st.tuples(patch_images, patch_images, patch_images, patch_images)
+patch_masks = arrays(np.bool_, (2, 2)).map(
+    lambda a: torch.from_numpy(a).repeat_interleave(2, 0).repeat_interleave(2, 1)
+)
+
+
+@pytest.mark.parametrize("kind", ["patch_mse", "patch_charbonnier"])
+@settings(max_examples=100, deadline=None)
+@given(images=patch_quad)
+def test_patch_pair_loss_is_invariant_to_swapping_the_pair(kind, images):
+    a, b, xa, xb = images
+    loss = pair_loss(a, b, xa, xb, kind, patch=2)
+    assert loss == pair_loss(b, a, xa, xb, kind, 2) == pair_loss(a, b, xb, xa, kind, 2) == pair_loss(b, a, xb, xa, kind, 2)
+    assert loss >= 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(patch_images, patch_images, patch_masks)
+def test_patch_pair_loss_is_zero_at_the_truth_in_any_order_per_patch(xa, xb, swap):
+    for kind in ("patch_mse", "patch_charbonnier"):
+        assert pair_loss(xa, xb, xa, xb, kind, patch=2) == 0
+        assert pair_loss(torch.where(swap, xb, xa), torch.where(swap, xa, xb), xa, xb, kind, patch=2) == 0
+
+
+def test_patch_pair_loss_chooses_the_order_per_patch():
+    torch.manual_seed(0)
+    xa, xb = torch.rand(1, 3, 4, 4).double(), torch.rand(1, 3, 4, 4).double()
+    a, b = xa + 0.1, xb - 0.2
+    left = torch.zeros(4, 4, dtype=torch.bool)
+    left[:, :2] = True  # the left 2×2 patches swapped, the right ones kept
+    a2, b2 = torch.where(left, b, a), torch.where(left, a, b)
+    # By hand: each patch takes its better assignment; here the true order is better everywhere
+    # once each patch is unswapped, so the pair term is the plain MSE of (a, b).
+    expected = 0.5 * (F.mse_loss(a, xa) + F.mse_loss(b, xb)) + 0.5 * F.mse_loss((a2 + b2) / 2, (xa + xb) / 2)
+    assert torch.allclose(patch_pair_loss(a2, b2, xa, xb, patch=2), expected)
+    # With one patch covering the image, the mixed answer is wrong in half of it.
+    assert patch_pair_loss(a2, b2, xa, xb, patch=4) > expected + 0.05
+    # Swapping single pixels inside a patch is not free, unlike eq. 5.
+    pixel = torch.zeros(4, 4, dtype=torch.bool)
+    pixel[0, 0] = True
+    a3, b3 = torch.where(pixel, xb, xa), torch.where(pixel, xa, xb)
+    assert eq5_pair_loss(a3, b3, xa, xb) == 0 and patch_pair_loss(a3, b3, xa, xb, patch=2) > 0
+
+
+def test_patch_sums_cover_partial_patches():
+    error = torch.ones(2, 3, 5, 7)
+    sums = patch_sums(error, 4)
+    assert sums.shape == (2, 2, 2)
+    assert sums[0].tolist() == [[48.0, 36.0], [12.0, 9.0]]
+    assert sums.sum() == error.sum()
+    with pytest.raises(ValueError, match="patch"):
+        patch_sums(error, 0)
+
+
+def test_pair_loss_selector():
+    torch.manual_seed(0)
+    a, b, xa, xb = (torch.rand(1, 3, 8, 8) for _ in range(4))
+    assert torch.equal(pair_loss(a, b, xa, xb, "eq5"), eq5_pair_loss(a, b, xa, xb))
+    assert torch.equal(pair_loss(a, b, xa, xb), patch_pair_loss(a, b, xa, xb, 16, "mse"))
+    assert set(PAIR_LOSSES) == {"eq5", "patch_mse", "patch_charbonnier"}
+    with pytest.raises(ValueError, match="unknown pair loss 'l2'"):
+        pair_loss(a, b, xa, xb, "l2")
+
+
+def _scene_pair(seed: int) -> tuple[torch.Tensor, ...]:
+    frames = render_sequence(np.random.default_rng(seed), 7, 64, REAL_MOTION)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).double()[None] / 255
+    return x[:, 0], x[:, 6], x.mean(1)
+
+
+def test_measured_eq5_scores_a_per_pixel_scramble_as_perfect_while_patch_mse_ranks_it_below_y():
+    """Issue 11, finding 1: the true pair swapped at random per pixel scores below y repeated, yet
+    eq. 5 calls it perfect; the per-patch loss ranks it where its PSNR puts it."""
+    generator = torch.Generator().manual_seed(0)
+    for seed in range(3):
+        xa, xb, y = _scene_pair(seed)
+        swap = torch.rand(xa.shape[-2:], generator=generator) < 0.5
+        a, b = torch.where(swap, xb, xa), torch.where(swap, xa, xb)
+        assert eq5_pair_loss(a, b, xa, xb) == 0 < eq5_pair_loss(y, y, xa, xb)
+        scrambled_mse = 0.5 * (F.mse_loss(a, xa) + F.mse_loss(b, xb))
+        assert scrambled_mse > 0.5 * (F.mse_loss(y, xa) + F.mse_loss(y, xb))
+        assert patch_pair_loss(a, b, xa, xb) > patch_pair_loss(y, y, xa, xb)
+
+
+def test_measured_eq5_has_no_gradient_towards_a_direction_at_a_copy():
+    """Issue 11, finding 1: G starts as a copy (a = b), where eq. 5's difference term gives no
+    gradient at all; just off it, eq. 5 pushes a − b further along whatever sign it has (the noise
+    here), while the per-patch loss pushes it towards the true difference, in one order per patch."""
+    xa, xb, _ = _scene_pair(0)
+    middle = 0.5 * (xa + xb)
+    a, b = middle.clone().requires_grad_(), middle.clone().requires_grad_()
+    ((a - b).abs() - (xa - xb).abs()).abs().mean().backward()
+    assert a.grad.abs().sum() == 0 and b.grad.abs().sum() == 0
+
+    noise = 1e-4 * torch.randn(middle.shape, generator=torch.Generator().manual_seed(0), dtype=middle.dtype)
+    alignment = {}
+    for name, loss in (("eq5", eq5_pair_loss), ("patch_mse", patch_pair_loss)):
+        a, b = middle.clone().requires_grad_(), (middle + noise).requires_grad_()
+        loss(a, b, xa, xb).backward()
+        scale = 0.25 / max(a.grad.abs().max(), b.grad.abs().max())
+        # direction_correlation of the descent step: per-patch |corr| of its a − b with xa − xb.
+        alignment[name] = direction_correlation(0.5 - scale * a.grad[0], 0.5 - scale * b.grad[0], xa[0], xb[0])
+    assert alignment["patch_mse"] > 0.9 and alignment["eq5"] < 0.3, alignment
 
 
 def test_middle_loss_with_and_without_vgg():
@@ -96,6 +211,10 @@ def test_sequence_losses_sum_the_pair_loss_of_every_step(T):
     assert per_step.shape == (m,)
     for k in range(1, m + 1):
         expected = pair_loss(frames[:, m - k], frames[:, m + k], targets[:, m - k], targets[:, m + k])
+        assert torch.equal(
+            sequence_losses(frames, targets, kind="eq5")[1][k - 1],
+            eq5_pair_loss(frames[:, m - k], frames[:, m + k], targets[:, m - k], targets[:, m + k]),
+        )
         assert torch.equal(per_step[k - 1], expected)
     assert torch.allclose(total, per_step.sum())
     # The time reversal of the truth is as good as the truth (paper Sec. 4's ambiguity).
