@@ -86,3 +86,73 @@ def test_averager_summary_and_gain():
     assert all(math.isfinite(v) for v in s.values() if not isinstance(v, list))
     with pytest.raises(ValueError):
         M.MetricAverager().summary()
+
+
+def _two_layer_pair():
+    """A true pair whose left half moves one way and right half the other (two layers), 32×32."""
+    ta, tb = _rand(2, 3, 32, 32, seed=11)
+    return ta, tb
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 10_000))
+def test_patch_pair_psnr_invariant_to_swapping_and_never_below_the_global_order(seed):
+    a, b, ta, tb = _rand(4, 3, 20, 20, seed=seed)
+    value = M.patch_pair_psnr(a, b, ta, tb, patch=8)
+    assert M.patch_pair_psnr(b, a, ta, tb, patch=8) == value == M.patch_pair_psnr(a, b, tb, ta, patch=8)
+    assert value >= M.pair_psnr(a, b, ta, tb) - 1e-9
+    # One patch over the whole image is one global order: the mean squared error of the better one.
+    whole = M.patch_pair_psnr(a, b, ta, tb, patch=20)
+    best_mse = min(((a - ta) ** 2 + (b - tb) ** 2).mean(), ((a - tb) ** 2 + (b - ta) ** 2).mean()) / 2
+    assert whole == pytest.approx(M.mse_to_psnr(best_mse))
+
+
+def test_patch_pair_psnr_takes_the_better_order_per_patch():
+    ta, tb = _two_layer_pair()
+    left = torch.zeros(32, 32, dtype=torch.bool)
+    left[:, :16] = True
+    a, b = torch.where(left, tb, ta), torch.where(left, ta, tb)  # left half reversed
+    assert M.patch_pair_psnr(a, b, ta, tb, patch=16) == M.PSNR_CAP
+    assert M.pair_psnr(a, b, ta, tb) < 15  # the global order calls the correct answer wrong
+    # Patches straddling the two layers cannot choose: p = 32 scores the same as the global order.
+    assert M.patch_pair_psnr(a, b, ta, tb, patch=32) == pytest.approx(M.pair_psnr(a, b, ta, tb), abs=0.5)
+
+
+def test_clip_metrics_references_ceiling_and_repeated_y():
+    torch.manual_seed(0)
+    sharp = torch.rand(5, 3, 16, 16)
+    blurry = sharp.mean(0)
+    m = M.clip_metrics(blurry.expand(5, -1, -1, -1), sharp, blurry)
+    for k in (1, 2):
+        xa, xb = sharp[2 - k], sharp[2 + k]
+        # PSNR of the mean squared error over both frames (pair_psnr instead averages two PSNRs).
+        both = 0.5 * (((blurry - xa) ** 2).double().mean() + ((blurry - xb) ** 2).double().mean())
+        assert m[f"blurry_pair_psnr_k{k}"] == pytest.approx(M.mse_to_psnr(both))
+        assert m[f"patch_pair_psnr_k{k}"] == pytest.approx(m[f"blurry_pair_psnr_k{k}"])
+        # Ceiling: both frames the pair's mean, MSE = mean(((xa − xb)/2)²), by hand.
+        assert m[f"ceiling_pair_psnr_k{k}"] == pytest.approx(M.mse_to_psnr((((xa - xb) / 2) ** 2).double().mean()))
+        assert m[f"ceiling_pair_psnr_k{k}"] > m[f"blurry_pair_psnr_k{k}"]
+        assert m[f"direction_corr_k{k}"] == 0.0  # a = b: no direction at all
+    assert m["patch_seq_psnr"] == pytest.approx(m["blurry_patch_seq_psnr"])
+    truth = M.clip_metrics(sharp, sharp, blurry)
+    assert truth["patch_seq_psnr"] == M.PSNR_CAP and truth["direction_corr_k1"] == pytest.approx(1.0)
+    avg = M.MetricAverager()
+    avg.add(m)
+    avg.add(truth)
+    s = avg.summary()
+    assert s["patch_seq_psnr_gain"] == pytest.approx((M.PSNR_CAP - m["blurry_patch_seq_psnr"]) / 2)
+    assert s["patch_pair_psnr_gain_k2"] == pytest.approx((M.PSNR_CAP - m["blurry_pair_psnr_k2"]) / 2)
+
+
+def test_direction_correlation_signed_per_patch_against_its_control():
+    ta, tb = _two_layer_pair()
+    left = torch.zeros(32, 32, dtype=torch.bool)
+    left[:, :16] = True
+    a, b = torch.where(left, tb, ta), torch.where(left, ta, tb)
+    assert M.direction_correlation(a, b, ta, tb, patch=16) == pytest.approx(1.0)  # any order per patch
+    assert M.direction_correlation(a, b, ta, tb, patch=16, shuffled=True) < 0.3
+    # Knowing only where things change, not which way: |a − b| = |ta − tb| with the sign lost.
+    magnitude = (ta - tb).abs()
+    assert M.direction_correlation(0.5 + magnitude / 2, 0.5 - magnitude / 2, ta, tb, patch=16) < 0.3
+    assert M.direction_correlation(ta, ta, ta, tb) == 0.0
+    assert M.direction_correlation(ta, tb, ta, ta) == 0.0  # no motion: nothing to find
