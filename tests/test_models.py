@@ -21,6 +21,7 @@ from b2v_rnn.models import (
 )
 from b2v_rnn.models import vgg as vgg_module
 from b2v_rnn.models.blocks import crop_to, dilation_schedule, fusion_points, pad_to_multiple
+from b2v_rnn.models.recurrent_generator import RecurrentGenerator, warp
 from model_helpers import randomize_output_layers
 
 
@@ -268,3 +269,45 @@ def test_named_vgg_file_that_is_missing_raises(tmp_path, monkeypatch):
     monkeypatch.setenv("B2V_VGG16", str(tmp_path / "nope.pth"))
     with pytest.raises(FileNotFoundError, match="B2V_VGG16"):
         load_vgg16()
+
+
+def flow_generator() -> RecurrentGenerator:
+    return RecurrentGenerator(12, 6, 6, 4, 2, 2, 5, 16, motion="flow", flow_channels=8)
+
+
+def test_warp_moves_by_the_flow_and_is_exact_at_zero():
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 12, 17)
+    assert torch.equal(warp(image, torch.zeros(2, 2, 12, 17)), image)
+    flow = torch.zeros(2, 2, 12, 17)
+    flow[:, 0], flow[:, 1] = 2.0, -1.0  # out[y, x] = image[y − 1, x + 2]
+    assert torch.allclose(warp(image, flow)[..., 1:, :-2], image[..., :-1, 2:], atol=1e-5)
+    flow[:, 0], flow[:, 1] = 0.5, 0.0
+    assert torch.allclose(warp(image, flow)[..., :-1], 0.5 * (image[..., :-1] + image[..., 1:]), atol=1e-5)
+
+
+def test_flow_generator_starts_as_a_copy_and_learns_through_the_flow():
+    torch.manual_seed(0)
+    generator = flow_generator()
+    y, near, far = (torch.rand(2, 3, 23, 31) for _ in range(3))
+    assert torch.equal(generator(y, near, far), near)
+    # The flow's last conv starts at zero but gets a gradient (through the image gradient of near).
+    generator(y, near, far).square().mean().backward()
+    assert generator.flow[-1].weight.grad.abs().sum() > 0
+    torch.nn.init.normal_(generator.flow[-1].weight, std=0.1)
+    torch.nn.init.normal_(generator.refinement.rgb_out.weight, std=0.1)
+    generator.zero_grad()
+    generator(y, near, far).square().mean().backward()
+    for name, p in generator.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_motion_option_config_and_old_configs():
+    residual = RecurrentGenerator(12, 6, 6, 4, 2, 2, 5, 16)
+    assert "motion" not in residual.config and not any(k.startswith("flow") for k in residual.state_dict())
+    flow = flow_generator()
+    assert flow.config["motion"] == "flow" and flow.config["flow_channels"] == 8
+    rebuilt = RecurrentGenerator(**json.loads(json.dumps(flow.config)))
+    rebuilt.load_state_dict(flow.state_dict())
+    with pytest.raises(ValueError, match="unknown motion parameterisation 'optical'"):
+        RecurrentGenerator(motion="optical")

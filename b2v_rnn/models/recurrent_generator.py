@@ -6,8 +6,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import ResampleConv2d
-from .blocks import PlaneRefinement, crop_to, fold_planes, pad_to_multiple
+from ..ops import PreActDilatedConv2d, ResampleConv2d
+from .blocks import PlaneRefinement, PreActResBlock, crop_to, fold_planes, pad_to_multiple
+
+MOTIONS = ("residual", "flow")
+"""G's parameterisations: ``output = near + f`` or ``output = warp(near, flow) + f``."""
+
+
+def warp(image: Tensor, flow: Tensor) -> Tensor:
+    """Backward warp: ``out[p] = image[p + flow[p]]``, bilinear, border-clamped.
+
+    image (B, C, H, W); flow (B, 2, H, W) in pixels, channel 0 along x (width), 1 along y.
+    A zero flow returns ``image`` exactly: the interpolation error of sampling at the pixel
+    centres is subtracted, so an untrained flow G starts as the copy of ``near`` that the
+    residual G starts as.
+    """
+    B, _, H, W = image.shape
+    ys = (torch.arange(H, device=image.device, dtype=image.dtype) + 0.5) * (2.0 / H) - 1.0
+    xs = (torch.arange(W, device=image.device, dtype=image.dtype) + 0.5) * (2.0 / W) - 1.0
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).expand(B, H, W, 2)
+    scale = torch.tensor([2.0 / W, 2.0 / H], device=image.device, dtype=image.dtype)
+    moved = base + flow.permute(0, 2, 3, 1).to(image.dtype) * scale
+
+    def sample(grid: Tensor) -> Tensor:
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    return image + (sample(moved) - sample(base))
 
 
 class RecurrentGenerator(nn.Module):
@@ -24,6 +48,16 @@ class RecurrentGenerator(nn.Module):
     fusion adds the unshuffled near frame. Per-plane extraction costs 3× the batch but keeps the
     first convs tiny and shares them across colours. Defaults are the paper's: factor 5 and
     64 + 32 + 32 = 128 channels. Any H×W (padded to multiples of ``factor`` and cropped back).
+
+    ``motion`` chooses the prior the residual corrects (issue 11: a copy of ``near`` cannot
+    continue a motion, and ``2·near − far`` gives double edges beyond ~1 px per frame):
+
+    - ``"residual"``: ``output = near + f(y, near, far)`` (the paper's; the shipped weights);
+    - ``"flow"``: a flow branch (the extracted features regrouped per sample, a pre-activated
+      3×3 conv to ``flow_channels``, one residual block with dilations (1, 2), a 3×3 conv to 2
+      channels) predicts a flow at 1/``factor`` resolution, upsampled bilinearly, in pixels;
+      ``output = warp(near, flow) + f``, where f is the refinement's correction of the warped
+      frame. The flow's last conv starts at zero, so an untrained G still returns ``near``.
     """
 
     def __init__(
@@ -36,6 +70,8 @@ class RecurrentGenerator(nn.Module):
         fusion_taps: int = 4,
         factor: int = 5,
         rgb_channels: int = 32,
+        motion: str = "residual",
+        flow_channels: int = 32,
     ) -> None:
         super().__init__()
         self.config = {
@@ -48,12 +84,28 @@ class RecurrentGenerator(nn.Module):
             "factor": factor,
             "rgb_channels": rgb_channels,
         }
+        if motion not in MOTIONS:
+            raise ValueError(f"unknown motion parameterisation {motion!r}; expected one of {MOTIONS}")
+        if motion != "residual":
+            # Only non-default options enter the config, so the configs (and state dicts) of
+            # residual weights trained before the option existed stay exactly as they were.
+            self.config.update(motion=motion, flow_channels=flow_channels)
+        self.motion = motion
         self.factor = factor
         self.blurry_extraction = ResampleConv2d(1, blurry_channels, 5, factor, bias=False)
         self.near_extraction = ResampleConv2d(1, near_channels, 5, factor, bias=False)
         self.far_extraction = ResampleConv2d(1, far_channels, 5, factor, bias=False)
         channels = blurry_channels + near_channels + far_channels
         self.refinement = PlaneRefinement(channels, num_blocks, num_dilated, fusion_taps, factor, rgb_channels)
+        if motion == "flow":
+            flow_out = PreActDilatedConv2d(flow_channels, 2, 3)
+            nn.init.zeros_(flow_out.weight)
+            nn.init.zeros_(flow_out.bias)
+            self.flow = nn.Sequential(
+                PreActDilatedConv2d(3 * channels, flow_channels, 3),
+                PreActResBlock(flow_channels, (1, 2)),
+                flow_out,
+            )
 
     def forward(self, y: Tensor, near: Tensor, far: Tensor) -> Tensor:
         if not y.shape == near.shape == far.shape:
@@ -71,5 +123,14 @@ class RecurrentGenerator(nn.Module):
             ),
             dim=1,
         )
+        base = padded[1]
+        if self.motion == "flow":
+            base = warp(base, self.predict_flow(features))
+            near_planes = fold_planes(base)
         correction = self.refinement(features, F.pixel_unshuffle(near_planes, self.factor))
-        return crop_to(padded[1] + correction, y.shape[-2:])
+        return crop_to(base + correction, y.shape[-2:])
+
+    def predict_flow(self, features: Tensor) -> Tensor:
+        """Extracted features (B·3, C, h, w) → flow (B, 2, h·factor, w·factor) in pixels."""
+        per_sample = features.reshape(-1, 3 * features.shape[1], *features.shape[-2:])
+        return F.interpolate(self.flow(per_sample), scale_factor=self.factor, mode="bilinear", align_corners=False)
