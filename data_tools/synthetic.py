@@ -2,6 +2,7 @@
 
     python -m data_tools.synthetic --out synth_train.h5 --n 512 --T 7 --size 96 --seed 0
     python -m data_tools.synthetic --out synth_test.h5 --n 64 --seed 2 --preset held_out
+    python -m data_tools.synthetic --out real_motion.h5 --n 512 --preset real_motion --motion-scale 0.5
 
 The renderer is `b2v_rnn.data.synthetic` (also used by `b2v_rnn.data.default_dataset`);
 this tool only exposes its settings. Speeds are pixels over the exposure at 320 px and
@@ -13,9 +14,10 @@ import argparse
 import dataclasses
 
 from b2v_rnn.data.convert import run_cli
-from b2v_rnn.data.synthetic import BROAD, HELD_OUT, generate
+from b2v_rnn.data.synthetic import BROAD, HELD_OUT, REAL_MOTION, REAL_MOTION_HELD_OUT, generate, scale_motion
 
-PRESETS = {"broad": BROAD, "held_out": HELD_OUT}
+PRESETS = {"broad": BROAD, "held_out": HELD_OUT, "real_motion": REAL_MOTION,
+           "real_motion_held_out": REAL_MOTION_HELD_OUT}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=96, help="image side in pixels")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="broad",
-                        help="broad: training textures; held_out: unseen textures, faster motion")
+                        help="broad: training textures, small motion; held_out: unseen textures, faster "
+                             "motion; real_motion(_held_out): 1-6 px per frame at 96 px, mostly photographs")
     parser.add_argument("--textures", nargs="+", help="texture families (overrides the preset)")
     parser.add_argument("--objects", type=int, nargs=2, metavar=("MIN", "MAX"))
     parser.add_argument("--camera-speed", type=float, nargs=2, metavar=("LO", "HI"))
@@ -35,17 +38,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--object-rotation", type=float, help="largest rotation over the exposure, radians")
     parser.add_argument("--acceleration", type=float, help="largest velocity change, fraction of speed")
     parser.add_argument("--subframes", type=int, help="instants averaged per sharp frame")
+    parser.add_argument("--photo-background", type=float, help="share of scenes with a photograph as background")
+    parser.add_argument("--motion-scale", type=float, default=1.0,
+                        help="multiply camera and object speeds (a curriculum stage), applied last")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
     overrides = {name: getattr(args, name) for name in
                  ("textures", "objects", "camera_speed", "object_speed", "object_rotation",
-                  "acceleration", "subframes") if getattr(args, name) is not None}
+                  "acceleration", "subframes", "photo_background") if getattr(args, name) is not None}
     for name in ("textures", "objects", "camera_speed", "object_speed"):
         if name in overrides:
             overrides[name] = tuple(overrides[name])
-    settings = dataclasses.replace(PRESETS[args.preset], **overrides)
+    settings = scale_motion(dataclasses.replace(PRESETS[args.preset], **overrides), args.motion_scale)
     generate(args.out, args.n, args.T, args.size, args.seed, settings, args.overwrite, progress=not args.quiet)
     print(f"wrote {args.n} samples of T={args.T} at {args.size}px to {args.out}")
 

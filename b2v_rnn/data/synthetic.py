@@ -10,6 +10,11 @@ mean) the whole motion. All instants of a sample are rendered at once: one
 
 Motion magnitudes are given in pixels over the whole exposure at a 320-pixel image (the
 paper's crop size) and scale linearly with the image size.
+
+`BROAD` (the default training data) moves little: at 96 px the camera moves ~0.4 px per
+frame, objects ~0.7 (issue 11). `REAL_MOTION` spans real blur instead, 1 to 6+ px per
+frame at 96 px, with most backgrounds real photographs under camera motion; `scale_motion`
+builds the intermediate stages of a curriculum between the two.
 """
 from __future__ import annotations
 
@@ -46,6 +51,9 @@ class SceneSettings:
     camera_zoom: largest relative zoom change over the exposure.
     edge_softness: width of the objects' anti-aliased edges, pixels.
     subframes: instants averaged into one sharp frame (paper eq. 2).
+    photo_background: share of scenes whose background is a photograph (the "photo"
+        family, or "photo_heldout" when `textures` holds no "photo"), whatever `textures`
+        says: camera motion over real images. 0 leaves the draw to `textures` alone.
     """
 
     textures: tuple[str, ...] = TRAIN_FAMILIES
@@ -59,6 +67,7 @@ class SceneSettings:
     camera_zoom: float = 0.03
     edge_softness: float = 1.0
     subframes: int = 6
+    photo_background: float = 0.0
 
     def __post_init__(self):
         if not self.textures:
@@ -76,6 +85,8 @@ class SceneSettings:
                 raise DataError(f"{name} range must satisfy 0 <= low <= high, got {(lo, hi)}")
         if self.subframes < 1:
             raise DataError(f"subframes must be >= 1, got {self.subframes}")
+        if not 0.0 <= self.photo_background <= 1.0:
+            raise DataError(f"photo_background must be a share in [0, 1], got {self.photo_background}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -88,6 +99,27 @@ a few to ~30 px at 320 px."""
 HELD_OUT = SceneSettings(textures=HELD_OUT_FAMILIES, objects=(2, 4), camera_speed=(5.0, 25.0),
                          object_speed=(10.0, 36.0), object_rotation=0.7)
 """Test distribution: textures never used in training and somewhat faster motion."""
+
+REAL_MOTION = SceneSettings(objects=(1, 3), camera_speed=(25.0, 140.0), object_speed=(25.0, 140.0),
+                            acceleration=0.3, photo_background=0.7)
+"""Training distribution at the motion of real blur: 7.5-42 px over the exposure at 96 px
+(1 to 6 px per frame at T=7), 70 % of backgrounds photographs under camera motion, 1-3
+objects."""
+
+REAL_MOTION_HELD_OUT = dataclasses.replace(REAL_MOTION, textures=HELD_OUT_FAMILIES, objects=(1, 3))
+"""`REAL_MOTION` with the held-out texture families (photographs never used in training)."""
+
+
+def scale_motion(settings: SceneSettings, factor: float) -> SceneSettings:
+    """`settings` with camera and object speeds multiplied by `factor` (a curriculum stage:
+    e.g. 0.25, 0.5, 1 of `REAL_MOTION`)."""
+    if not factor >= 0:
+        raise DataError(f"motion factor must be >= 0, got {factor}")
+    return dataclasses.replace(
+        settings,
+        camera_speed=tuple(factor * v for v in settings.camera_speed),
+        object_speed=tuple(factor * v for v in settings.object_speed),
+    )
 
 
 def _trajectory(rng: np.random.Generator, t: torch.Tensor, speed: float, acceleration: float) -> torch.Tensor:
@@ -146,7 +178,10 @@ def render_sequence(rng: np.random.Generator, T: int, size: int,
 
     # Background: the camera translates, turns and zooms over a texture 1.5x the frame.
     tex_size = int(round(1.5 * S))
-    bg = texture(rng, fam[rng.integers(len(fam))], tex_size)
+    if settings.photo_background and rng.random() < settings.photo_background:
+        bg = texture(rng, "photo" if "photo" in fam else "photo_heldout", tex_size)
+    else:
+        bg = texture(rng, fam[rng.integers(len(fam))], tex_size)
     shift = _trajectory(rng, t, scale * rng.uniform(*settings.camera_speed), settings.acceleration)
     turn = rng.uniform(-1, 1) * settings.camera_rotation * tt
     zoom = 1.0 + rng.uniform(-1, 1) * settings.camera_zoom * tt
