@@ -39,6 +39,7 @@ from ablation_variants import VARIANTS, build_variant  # noqa: E402
 
 from b2v_rnn import ops  # noqa: E402
 from b2v_rnn.data import NO_AUGMENT, BlurSequenceDataset, default_dataset  # noqa: E402
+from b2v_rnn.losses import PAIR_LOSSES  # noqa: E402
 from b2v_rnn.metrics import MetricAverager, clip_metrics  # noqa: E402
 from b2v_rnn.models import PRESETS, check_T  # noqa: E402
 from b2v_rnn.visualize import plot_psnr_per_frame  # noqa: E402
@@ -57,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train", type=Path, help="training HDF5 file (default: the embedded synthetic train split)")
     p.add_argument("--val", type=Path,
                    help="held-out HDF5 file, evaluated at full size (default: the synthetic val split, another seed)")
+    p.add_argument("--pair-loss", default="eq5", choices=PAIR_LOSSES,
+                   help="pair loss of variants (b) and (c): eq5 is the paper's comparison, patch_mse the project's default")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, the batch order and the augmentation")
     p.add_argument("--threads", type=int,
@@ -213,7 +216,7 @@ def run(args: argparse.Namespace) -> dict:
     base = evaluate(None, val_set, T)
     results["baseline"] = {"psnr_per_step": per_step(base, T), "eval": base}
     for name in VARIANTS:
-        model = build_variant(name, T, sizes, args.seed)
+        model = build_variant(name, T, sizes, args.seed, args.pair_loss)
         record = {"label": model.label, "short": model.short, "parameters": sum(p.numel() for p in model.parameters())}
         record.update(train(model, train_set, args, model.label))
         start = time.perf_counter()

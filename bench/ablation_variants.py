@@ -10,7 +10,9 @@ Every variant exposes one interface, used by ``bench/ablation.py``:
   only where ``uses_middle`` is True (the non-middle networks take the middle frame as input);
 - ``label`` and ``short`` (at most 16 characters, for the plot's legend): the variant's name.
 
-No variant has an adversarial or perceptual term, and φm's loss is the plain MSE of paper
+Variants (b) and (c) train on the pair loss named ``pair_loss`` (one of
+:data:`~b2v_rnn.losses.PAIR_LOSSES`; "eq5", the paper's, unless the ablation is asked for
+another). No variant has an adversarial or perceptual term, and φm's loss is the plain MSE of paper
 eq. 3 without its perceptual term: the comparison isolates the loss and the structure.
 Every variant builds its middle network φm first from the same seed, so φm starts, and
 (seeing the same batches) trains, identically in all three.
@@ -79,10 +81,11 @@ class PairwiseFrames(nn.Module):
     short = "B PAIRWISE"
     uses_middle = True
 
-    def __init__(self, T: int, middle_config: dict, generator_config: dict) -> None:
+    def __init__(self, T: int, middle_config: dict, generator_config: dict, pair_loss: str = "eq5") -> None:
         super().__init__()
         check_T(T)
         self.T = T
+        self.pair_loss = pair_loss
         K = (T - 1) // 2
         self.middle = MiddleNet(**middle_config)
         self.left = nn.ModuleList(RecurrentGenerator(**generator_config) for _ in range(K))
@@ -101,7 +104,7 @@ class PairwiseFrames(nn.Module):
 
     def loss(self, y: Tensor, sharp: Tensor) -> Tensor:
         m = (self.T - 1) // 2
-        pairs, _ = sequence_losses(self.unroll(y, sharp[:, m]), sharp)
+        pairs, _ = sequence_losses(self.unroll(y, sharp[:, m]), sharp, kind=self.pair_loss)
         return middle_mse(self.middle(y), sharp[:, m]) + pairs
 
 
@@ -116,10 +119,11 @@ class RecurrentFrames(nn.Module):
     short = "C RECURRENT TF"
     uses_middle = True
 
-    def __init__(self, T: int, middle_config: dict, generator_config: dict) -> None:
+    def __init__(self, T: int, middle_config: dict, generator_config: dict, pair_loss: str = "eq5") -> None:
         super().__init__()
         check_T(T)
         self.T = T
+        self.pair_loss = pair_loss
         middle = MiddleNet(**middle_config)
         self.model = BlurToVideo(middle, RecurrentGenerator(**generator_config))
 
@@ -133,19 +137,20 @@ class RecurrentFrames(nn.Module):
 
     def loss(self, y: Tensor, sharp: Tensor) -> Tensor:
         m = (self.T - 1) // 2
-        pairs, _ = sequence_losses(self.unroll(y, sharp[:, m]), sharp)
+        pairs, _ = sequence_losses(self.unroll(y, sharp[:, m]), sharp, kind=self.pair_loss)
         return middle_mse(self.model.middle(y), sharp[:, m]) + pairs
 
 
 VARIANTS = {"a": IndependentFrames, "b": PairwiseFrames, "c": RecurrentFrames}
 
 
-def build_variant(name: str, T: int, sizes: dict, seed: int) -> nn.Module:
+def build_variant(name: str, T: int, sizes: dict, seed: int, pair_loss: str = "eq5") -> nn.Module:
     """Variant ``name`` ("a", "b" or "c") at T frames with the widths of a preset's ``sizes``
-    (``PRESETS[preset]``), its weights drawn from ``seed`` (φm first, so all variants share it)."""
+    (``PRESETS[preset]``), its weights drawn from ``seed`` (φm first, so all variants share it);
+    (b) and (c) train on the pair loss ``pair_loss``."""
     if name not in VARIANTS:
         raise ValueError(f"unknown ablation variant {name!r}; choose one of {sorted(VARIANTS)}")
     torch.manual_seed(seed)
     if name == "a":
         return IndependentFrames(T, sizes["middle"])
-    return VARIANTS[name](T, sizes["middle"], sizes["generator"])
+    return VARIANTS[name](T, sizes["middle"], sizes["generator"], pair_loss)
