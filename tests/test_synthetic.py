@@ -12,6 +12,7 @@ from scipy import ndimage
 
 from b2v_rnn.data import BROAD, HELD_OUT, SceneSettings, average_frames, defaults, generate, read_info, render_sequence
 from b2v_rnn.data.convert import run_cli
+from b2v_rnn.data.synthetic import REAL_MOTION, scale_motion
 from data_tools.synthetic import main as synthetic_main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,6 +51,34 @@ def test_motion_settings_control_blur():
         SceneSettings(object_speed=(5, 1))
     with pytest.raises(ValueError, match="'marble'"):
         SceneSettings(textures=("marble",))
+
+
+def test_real_motion_moves_more_and_scales_as_a_curriculum():
+    def change(settings):
+        return np.mean([np.abs(np.diff(render_sequence(np.random.default_rng([5, i]), 7, 64, settings).astype(float),
+                                        axis=0)).mean() for i in range(6)])
+
+    assert change(REAL_MOTION) > 1.5 * change(BROAD)
+    assert change(scale_motion(REAL_MOTION, 0.25)) < change(REAL_MOTION)
+    half = scale_motion(REAL_MOTION, 0.5)
+    assert half.camera_speed == (12.5, 70.0) and half.object_speed == (12.5, 70.0)
+    assert half.photo_background == REAL_MOTION.photo_background
+    with pytest.raises(ValueError, match="motion factor"):
+        scale_motion(REAL_MOTION, -1)
+    with pytest.raises(ValueError, match="photo_background"):
+        SceneSettings(photo_background=1.5)
+
+
+def test_photo_background_overrides_the_texture_draw():
+    stripes = SceneSettings(textures=("stripes",), objects=(0, 0))
+    photos = SceneSettings(textures=("stripes",), objects=(0, 0), photo_background=1.0)
+    a = render_sequence(np.random.default_rng(1), 3, 48, stripes)
+    b = render_sequence(np.random.default_rng(1), 3, 48, photos)
+    assert not np.array_equal(a, b)
+    # 0 draws nothing extra: the default distributions render exactly as before the option.
+    np.testing.assert_array_equal(a, render_sequence(np.random.default_rng(1), 3, 48,
+                                                     SceneSettings(textures=("stripes",), objects=(0, 0),
+                                                                   photo_background=0.0)))
 
 
 def test_generate_file_blurry_is_mean_and_prefix_stable(tmp_path):
