@@ -1,16 +1,24 @@
-"""Evaluate a checkpoint on an HDF5 test split with the metrics of DESIGN §7.
+"""Evaluate a checkpoint on an HDF5 test split with the metrics of `b2v_rnn.metrics`.
 
     python -m b2v_rnn.evaluate --data test.h5 --checkpoint runs/x/best.pt --out runs/x/eval
     python -m b2v_rnn.evaluate --checkpoint runs/x/best.pt      # embedded synthetic test split
 
 Prints a table; with --out also writes metrics.json (the summary, the per-clip values and
-the conventions) and psnr_per_frame.png. Every clip is evaluated at full size (the model
-pads internally), or in tiles with --tile. Metric conventions: see `b2v_rnn.metrics`
-(data range 1, RGB, no border crop, predictions clamped, PSNR capped at 100 dB).
+the conventions), psnr_per_frame.png and samples/clip_NNNN.png. Every clip is evaluated at
+full size (the model pads internally), or in tiles with --tile. Metric conventions: see
+`b2v_rnn.metrics` (data range 1, RGB, no border crop, predictions clamped, PSNR capped at
+100 dB).
+
+--out follows `b2v_rnn.outputs`: checked for writability before any work, locked against a
+concurrent run, and the three outputs are written aside and moved into place together at
+the end, so the folder never holds the plot of one run beside the metrics (or sample
+figures) of another. Every sample's checksum is verified before the model runs, and
+damaged samples are named.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -21,16 +29,19 @@ import torch
 from tqdm import tqdm
 
 from . import metrics as M
-from .atomic import atomic_path
 from . import visualize
 from .cli import (CliError, HelpFormatter, add_device_arguments, autocast_for, check_T, resolve_device, run_main,
                   set_threads)
+from .outputs import OutputFolder, check_writable, locked_output
 from .predict import extract_tiled, load_for_inference
+
+OUTPUTS = ("metrics.json", "psnr_per_frame.png", "samples")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m b2v_rnn.evaluate", allow_abbrev=False,
-                                description="Metrics of DESIGN §7 on a b2v HDF5 file.",
+                                description="Metrics of b2v_rnn.metrics (see the README's Evaluate section) "
+                                            "on a b2v HDF5 file.",
                                 formatter_class=HelpFormatter)
     p.add_argument("--data", type=Path, help="b2v HDF5 file (default: the embedded synthetic test split)")
     p.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the weights shipped with the package)")
@@ -101,9 +112,52 @@ def format_table(s: dict) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
+def open_dataset(data: Path | None, T: int | None):
+    """The BlurSequenceDataset of --data (or the default test split), with every sample's
+    checksum verified and frames large enough for the metrics; CliError otherwise."""
+    from .data import BlurSequenceDataset, default_dataset
+    from .data.errors import DataError
+    from .data.h5format import MIN_METRIC_SIDE, corrupt_samples
+
+    try:
+        path = data if data is not None else default_dataset("test", T or 7)
+    except DataError as e:  # the cache folder, not --data: say which
+        raise CliError(f"default test split: {e}") from None
+    try:
+        dataset = BlurSequenceDataset(path, crop=None, augment=False, T=T)
+        bad = corrupt_samples(path)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        raise CliError(f"--data: {e}") from None
+    if bad:
+        listed = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise CliError(f"--data {path}: {len(bad)} of {len(dataset)} samples are damaged "
+                       f"({'they fail their checksums' if dataset.info.checksummed else 'unreadable'}): "
+                       f"sample(s) {listed}; reconvert the file")
+    if min(dataset.info.H, dataset.info.W) < MIN_METRIC_SIDE:
+        raise CliError(f"--data {path}: frames of {dataset.info.W}x{dataset.info.H} px; the metrics need at "
+                       f"least {MIN_METRIC_SIDE}x{MIN_METRIC_SIDE} (SSIM's window)")
+    return path, dataset
+
+
+def write_report(folder: Path, summary: dict, report: dict, data_name: str) -> None:
+    """metrics.json, psnr_per_frame.png and samples/clip_NNNN.png into `folder`."""
+    (folder / "metrics.json").write_text(json.dumps(report, indent=2))
+    visualize.plot_psnr_per_frame({"prediction": summary["frame_psnr"],
+                                   "blurry input": summary["blurry_frame_psnr"]},
+                                  folder / "psnr_per_frame.png", title=f"psnr per frame, {data_name}")
+    (folder / "samples").mkdir()
+    for i, (y, pred, x) in enumerate(summary["kept"]):
+        visualize.save_image(visualize.comparison_grid(y, pred, x), folder / "samples" / f"clip_{i:04d}.png")
+
+
+def refuse_existing(out: OutputFolder, overwrite: bool) -> None:
+    existing = [out.path / name for name in OUTPUTS if (out.path / name).exists()]
+    if existing and not overwrite:
+        raise CliError(f"{existing[0]} exists already (pass --overwrite to replace it)")
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the evaluation; returns the summary dict (see `evaluate`)."""
-    from .data import BlurSequenceDataset, default_dataset
     from .data.errors import DataError
 
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
@@ -116,51 +170,41 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise CliError(f"--tile {args.tile} must be larger than twice --tile-overlap {args.tile_overlap}")
     device = resolve_device(args.device)
     if args.out is not None:
-        if args.out.exists() and not args.out.is_dir():
-            raise CliError(f"--out {args.out}: exists and is not a folder")
-        existing = [p for p in (args.out / "metrics.json", args.out / "psnr_per_frame.png", args.out / "samples")
-                    if p.exists()]
-        if existing and not args.overwrite:
-            raise CliError(f"{existing[0]} exists already (pass --overwrite to replace it)")
-    try:
-        data = args.data if args.data is not None else default_dataset("test", args.T or 7)
-        dataset = BlurSequenceDataset(data, crop=None, augment=False, T=args.T)
-    except (DataError, FileNotFoundError, ValueError) as e:
-        raise CliError(f"--data: {e}") from None
-    T = dataset.T
-    model, checkpoint = load_for_inference(args.checkpoint, T, device)
-    amp = autocast_for(device, args.amp)
+        check_writable(args.out)
+    with locked_output(args.out) if args.out is not None else contextlib.nullcontext() as out:
+        if out is not None:
+            refuse_existing(out, args.overwrite)
+        data, dataset = open_dataset(args.data, args.T)
+        T = dataset.T
+        model, checkpoint = load_for_inference(args.checkpoint, T, device)
+        amp = autocast_for(device, args.amp)
 
-    def extract(y: torch.Tensor) -> torch.Tensor:
-        with amp:
-            return extract_tiled(model, y, T, args.tile, args.tile_overlap)
+        def extract(y: torch.Tensor) -> torch.Tensor:
+            with amp:
+                return extract_tiled(model, y, T, args.tile, args.tile_overlap)
 
-    start = time.perf_counter()
-    summary = evaluate(extract, dataset, args.limit, device, keep=args.samples if args.out else 0)
-    seconds = time.perf_counter() - start
-    print(f"{data} | {checkpoint} | T={T} | {device} | {seconds:.1f} s")
-    print(format_table(summary))
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        report = {
-            "data": str(data), "checkpoint": str(checkpoint), "T": T, "device": str(device),
-            "tile": args.tile, "seconds": seconds,
-            "conventions": {"data_range": 1.0, "color": "RGB", "crop_border": 0, "psnr_cap_db": M.PSNR_CAP,
-                            "ssim": "skimage structural_similarity, gaussian sigma 1.5, channel_axis=-1",
-                            "averaging": "mean over clips of per-clip values"},
-            "metrics": {k: v for k, v in summary.items() if k not in ("clips", "kept")},
-            "clips": summary["clips"],
-        }
-        with atomic_path(args.out / "metrics.json") as tmp:
-            tmp.write_text(json.dumps(report, indent=2))
-        visualize.plot_psnr_per_frame({"prediction": summary["frame_psnr"],
-                                       "blurry input": summary["blurry_frame_psnr"]},
-                                      args.out / "psnr_per_frame.png", title=f"psnr per frame, {Path(data).name}")
-        (args.out / "samples").mkdir(exist_ok=True)
-        for i, (y, pred, x) in enumerate(summary["kept"]):
-            visualize.save_image(visualize.comparison_grid(y, pred, x), args.out / "samples" / f"clip_{i:04d}.png")
-        print(f"wrote {args.out / 'metrics.json'}, {args.out / 'psnr_per_frame.png'} and "
-              f"{len(summary['kept'])} sample figures in {args.out / 'samples'}")
+        start = time.perf_counter()
+        try:
+            summary = evaluate(extract, dataset, args.limit, device, keep=args.samples if out else 0)
+        except DataError as e:  # damage the checksum pass could not see (a file without checksums)
+            raise CliError(f"--data: {e}") from None
+        seconds = time.perf_counter() - start
+        print(f"{data} | {checkpoint} | T={T} | {device} | {seconds:.1f} s")
+        print(format_table(summary))
+        if out is not None:
+            report = {
+                "data": str(data), "checkpoint": str(checkpoint), "T": T, "device": str(device),
+                "tile": args.tile, "seconds": seconds,
+                "conventions": {"data_range": 1.0, "color": "RGB", "crop_border": 0, "psnr_cap_db": M.PSNR_CAP,
+                                "ssim": "skimage structural_similarity, gaussian sigma 1.5, channel_axis=-1",
+                                "averaging": "mean over clips of per-clip values"},
+                "metrics": {k: v for k, v in summary.items() if k not in ("clips", "kept")},
+                "clips": summary["clips"],
+            }
+            with out.stage() as stage:
+                write_report(stage, summary, report, Path(data).name)
+            print(f"wrote {args.out / 'metrics.json'}, {args.out / 'psnr_per_frame.png'} and "
+                  f"{len(summary['kept'])} sample figures in {args.out / 'samples'}")
     return summary
 
 

@@ -58,31 +58,35 @@ def _nearest_existing(path: Path) -> Path:
     return Path(".")
 
 
-def check_writable(folder: str | os.PathLike, option: str = "--out", need_bytes: int = 0) -> None:
+def check_writable(folder: str | os.PathLike, option: str = "--out", need_bytes: int = 0,
+                   remedy: str | None = None) -> None:
     """Raise OutputError (one line naming `option` and the folder) unless `folder` exists
     as a writable folder or can be created, with at least `need_bytes` free on its disk.
 
+    option: how the user gave the folder ("--out", or "B2V_DATA_DIR=" for a variable).
+    remedy: the advice that ends the message (default: choose another `option`).
     Writability is tested by creating and removing a file, not with `os.access`, which
     says yes to root on a read-only mount and no on some network file systems that allow it.
     """
     folder = Path(folder)
+    label = f"{option}{folder}" if option.endswith("=") else f"{option} {folder}"
+    remedy = remedy or f"choose another {option.rstrip('=')}"
     if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{option} {folder}: exists and is not a folder")
+        raise OutputError(f"{label}: exists and is not a folder; {remedy}")
     existing = _nearest_existing(folder)
     if not existing.is_dir():
-        raise OutputError(f"{option} {folder}: {existing} is a file, so the folder cannot be created")
+        raise OutputError(f"{label}: {existing} is a file, so the folder cannot be created; {remedy}")
     try:
         fd, probe = tempfile.mkstemp(prefix=".b2v-write-test-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise OutputError(f"{option} {folder}: cannot write in {existing} ({e.strerror or e}); "
-                          f"choose a writable folder") from None
+        raise OutputError(f"{label}: cannot write in {existing} ({e.strerror or e}); {remedy}") from None
     if need_bytes > 0:
         free = shutil.disk_usage(existing).free
         if free < need_bytes:
-            raise OutputError(f"{option} {folder}: {free / 2**20:.0f} MiB free on its disk, this run needs "
-                              f"about {need_bytes / 2**20:.0f} MiB")
+            raise OutputError(f"{label}: {free / 2**20:.0f} MiB free on its disk, this run needs "
+                              f"about {need_bytes / 2**20:.0f} MiB; {remedy}")
 
 
 def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Folders of high-frame-rate frames -> b2v HDF5 file (DESIGN §5).
+"""Folders of high-frame-rate frames -> b2v HDF5 file (format: `b2v_rnn.data.h5format`).
 
     python -m data_tools.frames_to_hdf5 GOPRO_Large_all/train --out gopro_train.h5 \
         --T 7 --downsample 0.45 --crop 320 --seed 0
@@ -38,12 +38,14 @@ def read_frame(path: Path) -> np.ndarray:
         image = iio.imread(path, plugin="pillow")
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read image ({e})") from None
-    return to_rgb(image, str(path))
+    return to_rgb(image, str(path), scene=str(path.parent))
 
 
 def find_scenes(root: Path) -> list[Scene]:
     """Scenes under root: root itself if it holds images, else each sub-folder (its
     `sharp/` sub-folder when present). Raises for a missing root or an empty scene."""
+    if root.is_file():
+        raise DataError(f"{root}: is a file; pass the folder that holds the frames (or scene folders)")
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     if images_in(root):

@@ -1,4 +1,4 @@
-"""High-frame-rate video file -> b2v HDF5 file (DESIGN §5).
+"""High-frame-rate video file -> b2v HDF5 file (format: `b2v_rnn.data.h5format`).
 
     python -m data_tools.video_to_hdf5 clip_240fps.mp4 --out clip.h5 --T 7 --crop 320
 
@@ -8,6 +8,7 @@ imageio-ffmpeg wheel: no system ffmpeg is needed.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,13 +19,30 @@ from b2v_rnn.data.convert import Scene, add_arguments, convert, run_cli, to_rgb
 from b2v_rnn.data.errors import DataError
 
 
+_BANNER = ("ffmpeg version", "built with", "configuration:", "lib", "===", "Could not load meta information")
+
+
+def ffmpeg_reason(message: str) -> str:
+    """ffmpeg's reason for a failure, from the message imageio wraps around its whole stderr
+    (a 17-line version and build banner first): the last two distinct lines that are not
+    the banner, without their "[in#0 @ 0x...]" prefixes."""
+    lines = []
+    for line in message.splitlines():
+        line = re.sub(r"^\[[^\]]*@ 0x[0-9a-f]+\]\s*", "", line.strip())
+        if line and not line.startswith(_BANNER) and not line.startswith("Error opening input file"):
+            lines.append(line.rstrip(")"))
+    reason = list(dict.fromkeys(lines))[-2:]
+    return "; ".join(reason) if reason else message.strip().splitlines()[0] if message.strip() else "unknown error"
+
+
 def video_frames(path: Path) -> Iterator[np.ndarray]:
-    """Decoded uint8 (H, W, 3) frames of `path`; an undecodable file raises ValueError."""
+    """Decoded uint8 (H, W, 3) frames of `path`; an undecodable file raises DataError with
+    ffmpeg's reason in one line."""
     try:
         for i, frame in enumerate(iio.imiter(path, plugin="FFMPEG")):
-            yield to_rgb(frame, f"{path} frame {i}")
+            yield to_rgb(frame, f"{path} frame {i}", scene=str(path))
     except (OSError, RuntimeError) as e:
-        raise DataError(f"{path}: cannot decode video ({e})") from None
+        raise DataError(f"{path}: cannot decode video ({ffmpeg_reason(str(e))})") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("video", type=Path, help="video file (anything ffmpeg reads)")
     add_arguments(parser)
     args = parser.parse_args(argv)
+    if args.video.is_dir():
+        raise DataError(f"{args.video}: is a folder, not a video file (frame folders: data_tools.frames_to_hdf5)")
     if not args.video.is_file():
         raise FileNotFoundError(f"{args.video}: no such video file")
     convert(args, [Scene(str(args.video), video_frames(args.video))], source=f"video:{args.video}")

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from .blur import NO_GAMMA, check_gamma, check_T
 from .errors import DataError
-from .h5format import H5Writer
+from .h5format import MIN_METRIC_SIDE, H5Writer
 
 
 @dataclass
@@ -34,14 +35,27 @@ class Scene:
     length: int | None = None
 
 
-def to_rgb(image: np.ndarray, name: str) -> np.ndarray:
-    """Loaded image -> uint8 (H, W, 3): grey replicated, alpha dropped; other types refused."""
+_noted: set[str] = set()
+
+
+def note_once(message: str) -> None:
+    """One line on stderr, once per process for the same message (not once per frame)."""
+    if message not in _noted:
+        _noted.add(message)
+        print(f"note: {message}", file=sys.stderr)
+
+
+def to_rgb(image: np.ndarray, name: str, scene: str | None = None) -> np.ndarray:
+    """Loaded image -> uint8 (H, W, 3): grey replicated, alpha dropped (said once per
+    `scene`); other types refused."""
     if image.dtype != np.uint8:
         raise DataError(f"{name}: {image.dtype} pixels, expected 8-bit images")
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
     if image.ndim != 3 or image.shape[-1] not in (3, 4):
         raise DataError(f"{name}: image of shape {image.shape}, expected (H, W), (H, W, 3) or (H, W, 4)")
+    if image.shape[-1] == 4:
+        note_once(f"{scene or name}: images with an alpha channel; the alpha (transparency) is dropped")
     return np.ascontiguousarray(image[..., :3])
 
 
@@ -79,6 +93,7 @@ def write_scenes(out: str | os.PathLike, scenes: list[Scene], T: int, stride: in
     """
     T = check_T(T)
     check_gamma(gamma)
+    _check_out(Path(out))
     if stride < 1:
         raise DataError(f"stride must be >= 1, got {stride}")
     if not 0 < scale <= 1:
@@ -97,10 +112,16 @@ def write_scenes(out: str | os.PathLike, scenes: list[Scene], T: int, stride: in
     with H5Writer(out, T, source, downsample=scale, gamma=gamma, extra_attrs=extra, total=total,
                   overwrite=overwrite, progress=progress) as writer:
         full_size = None
+        small_noted = False
         for scene in scenes:
             count = 0
             for window in frame_windows(_checked(scene, scale), T, stride):
                 H, W = window.shape[1:3]
+                side = min(H, W) if crop is None else crop
+                if side < MIN_METRIC_SIDE and not small_noted:
+                    small_noted = True
+                    note_once(f"{out}: frames of {side} px are smaller than the {MIN_METRIC_SIDE} px that the "
+                              "metrics (SSIM) need; evaluate will refuse this file")
                 if crop is None:
                     full_size = full_size or (H, W)
                     if (H, W) != full_size:
@@ -117,6 +138,19 @@ def write_scenes(out: str | os.PathLike, scenes: list[Scene], T: int, stride: in
             if count == 0:
                 raise DataError(f"{scene.name}: fewer frames than T={T}")
     return writer.count
+
+
+def _check_out(out: Path) -> None:
+    """The output file's folder must be writable and the output itself not a folder;
+    checked before any frame is read."""
+    from ..outputs import OutputError, check_writable
+
+    if out.is_dir():
+        raise DataError(f"--out {out}: is a folder; give the .h5 file to write")
+    try:
+        check_writable(out.parent, option="--out", remedy="choose another --out")
+    except OutputError as e:
+        raise DataError(f"{e} (for {out.name})") from None
 
 
 def _checked(scene: Scene, scale: float) -> Iterator[np.ndarray]:

@@ -1,4 +1,4 @@
-"""`BlurSequenceDataset`: training samples read from a b2v HDF5 file (DESIGN §5)."""
+"""`BlurSequenceDataset`: training samples read from a b2v HDF5 file (format: `h5format`)."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from . import augment as _augment
 from .augment import NO_AUGMENT, Augment
 from .errors import DataError
-from .h5format import read_info
+from .h5format import read_info, sample_error
 
 
 class BlurSequenceDataset(Dataset):
@@ -30,7 +30,8 @@ class BlurSequenceDataset(Dataset):
 
     Item: {"blurry": float32 (3, h, w), "sharp": float32 (T, 3, h, w)}, values in [0,1].
     The HDF5 file is opened lazily in the process that reads (each worker its own handle),
-    and the handle is never pickled.
+    and the handle is never pickled. A sample that fails its checksum, or a damaged file,
+    raises DataError naming the file and the sample.
     """
 
     def __init__(self, path: str | os.PathLike, crop: int | tuple[int, int] | None = None,
@@ -77,11 +78,14 @@ class BlurSequenceDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples in {self.path}")
         gen = self.generator(index)
-        f = self._handle()
         h, w = self.crop
         top, left = _augment.crop_origin(self.info.H, self.info.W, h, w, self.augment.crop, gen)
-        sharp = f["sharp"][index, :, top:top + h, left:left + w]
-        blurry = f["blurry"][index, top:top + h, left:left + w]
+        try:
+            f = self._handle()
+            sharp = f["sharp"][index, :, top:top + h, left:left + w]
+            blurry = f["blurry"][index, top:top + h, left:left + w]
+        except (OSError, RuntimeError, KeyError) as e:  # h5py's errors for damaged data
+            raise sample_error(self.path, index, e, self.info.checksummed) from None
         sharp = torch.from_numpy(sharp).permute(0, 3, 1, 2).float().div_(255.0)
         blurry = torch.from_numpy(blurry).permute(2, 0, 1).float().div_(255.0)
         blurry, sharp = _augment.apply(blurry, sharp, self.augment, gen)

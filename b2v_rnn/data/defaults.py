@@ -4,11 +4,13 @@ Files live in `$B2V_DATA_DIR` (or `~/.cache/b2v_rnn/`), named by split, T, size,
 count and `GENERATOR_VERSION`, so changing any of them makes a new file instead of
 silently reusing a stale one. Concurrent first uses (several ranks of a torchrun job,
 two terminals) are safe: generation runs under an exclusive file lock, and the file
-only ever appears complete (atomic rename by `H5Writer`).
+only ever appears complete (atomic rename by `H5Writer`). A generation killed half way
+leaves a hidden temporary; the next one to take the lock removes it.
 """
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,9 +48,18 @@ SPLITS = {
 
 
 def data_dir() -> Path:
-    """Cache folder: $B2V_DATA_DIR, else ~/.cache/b2v_rnn (created if missing)."""
-    path = Path(os.environ.get("B2V_DATA_DIR") or Path.home() / ".cache" / "b2v_rnn")
-    path.mkdir(parents=True, exist_ok=True)
+    """Cache folder: $B2V_DATA_DIR, else ~/.cache/b2v_rnn (created if missing); DataError
+    naming the variable when it cannot be created or written."""
+    from ..outputs import OutputError, check_writable
+
+    from_env = os.environ.get("B2V_DATA_DIR")
+    path = Path(from_env or Path.home() / ".cache" / "b2v_rnn")
+    try:
+        check_writable(path, option="B2V_DATA_DIR=" if from_env else "dataset cache",
+                       remedy="set B2V_DATA_DIR to a writable folder")
+        path.mkdir(parents=True, exist_ok=True)
+    except OutputError as e:
+        raise DataError(str(e)) from None
     return path
 
 
@@ -64,6 +75,11 @@ def default_dataset(split: str = "train", T: int = 7) -> Path:
     with _locked(path.with_name(path.name + ".lock")):
         # Another process may have finished it while we waited for the lock.
         if not _is_valid(path, T):
+            from ..outputs import remove_stale_temporaries
+
+            remove_stale_temporaries(path.parent, name=path.name)  # of a killed generation
+            print(f"generating the default {split!r} split ({spec.n} samples of T={T} at {spec.size}x{spec.size}), "
+                  f"once: cached as {path}", file=sys.stderr)
             generate(path, spec.n, T, spec.size, spec.seed, spec.settings, overwrite=True)
     return path
 

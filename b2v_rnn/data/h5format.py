@@ -1,4 +1,5 @@
-"""The b2v HDF5 file format (DESIGN §5): its constants, a validator and an atomic writer.
+"""The b2v HDF5 file format (README, Data): its constants, a validator, a checksum
+verifier and an atomic writer.
 
 Layout of one file (one split):
     attrs   format="b2v", version=1, T (odd int), source (str), downsample (float, 1.0 =
@@ -6,6 +7,10 @@ Layout of one file (one split):
             and any extra source-specific attributes (e.g. seed, settings as JSON).
     sharp   uint8 (N, T, H, W, 3), chunked one sample per chunk.
     blurry  uint8 (N, H, W, 3) = rounded mean of the T sharp frames computed in float.
+Files written by `H5Writer` (every converter, the synthetic generator) store a Fletcher-32
+checksum with each chunk (h5py's `fletcher32` filter), i.e. one per sample: HDF5 then
+refuses to return a damaged sample instead of handing back random pixels, and
+`corrupt_samples` names every damaged one. Older files without checksums still load.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ from .errors import DataError
 FORMAT = "b2v"
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
+MIN_METRIC_SIDE = 11
+"""Smallest frame side the metrics accept: SSIM's Gaussian window (sigma 1.5) is 11 px."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,7 @@ class FileInfo:
     H: int
     W: int
     attrs: dict
+    checksummed: bool = False  # every sample carries a Fletcher-32 checksum
 
 
 def read_info(path: str | os.PathLike, T: int | None = None) -> FileInfo:
@@ -45,43 +53,82 @@ def read_info(path: str | os.PathLike, T: int | None = None) -> FileInfo:
     is not HDF5, not ours, of an unsupported version, malformed, or holds T != expected T.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not an HDF5 file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such HDF5 file")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
         raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
-    with f:
-        attrs = {k: _plain(v) for k, v in f.attrs.items()}
-        if attrs.get("format") != FORMAT:
-            raise DataError(f"{path}: attribute format={attrs.get('format')!r}, expected {FORMAT!r} "
-                             "(not a b2v dataset)")
-        if attrs.get("version") not in SUPPORTED_VERSIONS:
-            raise DataError(f"{path}: format version {attrs.get('version')!r} is not supported "
-                             f"(supported: {SUPPORTED_VERSIONS})")
-        for name in ("sharp", "blurry"):
-            if not isinstance(f.get(name), h5py.Dataset):
-                raise DataError(f"{path}: dataset {name!r} is missing")
-        sharp, blurry = f["sharp"], f["blurry"]
-        if sharp.dtype != np.uint8 or blurry.dtype != np.uint8:
-            raise DataError(f"{path}: sharp/blurry must be uint8, got {sharp.dtype}/{blurry.dtype}")
-        if sharp.ndim != 5 or sharp.shape[-1] != 3:
-            raise DataError(f"{path}: sharp has shape {sharp.shape}, expected (N, T, H, W, 3)")
-        N, fT, H, W, _ = sharp.shape
-        if blurry.shape != (N, H, W, 3):
-            raise DataError(f"{path}: blurry has shape {blurry.shape}, expected {(N, H, W, 3)} "
-                             f"to match sharp {sharp.shape}")
-        if N == 0:
-            raise DataError(f"{path}: holds no samples")
-        if attrs.get("T") != fT:
-            raise DataError(f"{path}: attribute T={attrs.get('T')!r} but sharp holds {fT} frames")
-        try:
-            check_T(fT)
-        except ValueError as e:
-            raise DataError(f"{path}: {e}") from None
-        if T is not None and T != fT:
-            raise DataError(f"{path}: holds sequences of T={fT} frames, expected T={T}")
-    return FileInfo(path, N, fT, H, W, attrs)
+    try:
+        with f:
+            return _validate(f, path, T)
+    except (OSError, RuntimeError, KeyError) as e:  # h5py's errors for a damaged file structure
+        raise DataError(f"{path}: damaged HDF5 file ({_first_line(e)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _validate(f: h5py.File, path: Path, T: int | None) -> FileInfo:
+    """read_info's checks on an open file."""
+    attrs = {k: _plain(v) for k, v in f.attrs.items()}
+    if attrs.get("format") != FORMAT:
+        raise DataError(f"{path}: attribute format={attrs.get('format')!r}, expected {FORMAT!r} "
+                         "(not a b2v dataset)")
+    if attrs.get("version") not in SUPPORTED_VERSIONS:
+        raise DataError(f"{path}: format version {attrs.get('version')!r} is not supported "
+                         f"(supported: {SUPPORTED_VERSIONS})")
+    for name in ("sharp", "blurry"):
+        if not isinstance(f.get(name), h5py.Dataset):
+            raise DataError(f"{path}: dataset {name!r} is missing")
+    sharp, blurry = f["sharp"], f["blurry"]
+    if sharp.dtype != np.uint8 or blurry.dtype != np.uint8:
+        raise DataError(f"{path}: sharp/blurry must be uint8, got {sharp.dtype}/{blurry.dtype}")
+    if sharp.ndim != 5 or sharp.shape[-1] != 3:
+        raise DataError(f"{path}: sharp has shape {sharp.shape}, expected (N, T, H, W, 3)")
+    N, fT, H, W, _ = sharp.shape
+    if blurry.shape != (N, H, W, 3):
+        raise DataError(f"{path}: blurry has shape {blurry.shape}, expected {(N, H, W, 3)} "
+                         f"to match sharp {sharp.shape}")
+    if N == 0:
+        raise DataError(f"{path}: holds no samples")
+    if attrs.get("T") != fT:
+        raise DataError(f"{path}: attribute T={attrs.get('T')!r} but sharp holds {fT} frames")
+    try:
+        check_T(fT)
+    except ValueError as e:
+        raise DataError(f"{path}: {e}") from None
+    if T is not None and T != fT:
+        raise DataError(f"{path}: holds sequences of T={fT} frames, expected T={T}")
+    return FileInfo(path, N, fT, H, W, attrs, checksummed=bool(sharp.fletcher32 and blurry.fletcher32))
+
+
+def sample_error(path: Path, index: int, error: BaseException, checksummed: bool) -> DataError:
+    """The DataError for a sample HDF5 could not read: a failed checksum, or damage."""
+    if checksummed and "filter" in str(error):
+        return DataError(f"{path}: sample {index} fails its checksum (the file is damaged; reconvert it)")
+    return DataError(f"{path}: sample {index} cannot be read, the file is damaged ({_first_line(error)})")
+
+
+def corrupt_samples(path: str | os.PathLike, limit: int = 0, progress: bool = False) -> list[int]:
+    """Indices of the samples (of the first `limit`, 0 = all) whose pixels HDF5 cannot read
+    back: with checksums (see the module docstring) every damaged sample, without them only
+    damage to the file's structure."""
+    info = read_info(path)
+    n = info.N if limit <= 0 else min(limit, info.N)
+    bad = []
+    with h5py.File(info.path, "r") as f:
+        for i in tqdm(range(n), desc=f"checking {info.path.name}", unit="sample", disable=not progress, leave=False):
+            try:
+                f["sharp"][i]
+                f["blurry"][i]
+            except (OSError, RuntimeError, KeyError):
+                bad.append(i)
+    return bad
 
 
 def _plain(value):
@@ -141,9 +188,9 @@ class H5Writer:
         if self.count == 0:
             H, W = sharp.shape[1:3]
             self.file.create_dataset("sharp", shape=(0, self.T, H, W, 3), maxshape=(None, self.T, H, W, 3),
-                                     dtype=np.uint8, chunks=(1, self.T, H, W, 3))
+                                     dtype=np.uint8, chunks=(1, self.T, H, W, 3), fletcher32=True)
             self.file.create_dataset("blurry", shape=(0, H, W, 3), maxshape=(None, H, W, 3),
-                                     dtype=np.uint8, chunks=(1, H, W, 3))
+                                     dtype=np.uint8, chunks=(1, H, W, 3), fletcher32=True)
         ds_sharp, ds_blurry = self.file["sharp"], self.file["blurry"]
         if sharp.shape[1:] != ds_sharp.shape[2:]:
             raise DataError(f"sample {self.count}: frames of size {sharp.shape[1:3]}, but earlier "
