@@ -52,6 +52,9 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read and validate a checkpoint; CheckpointError names the file and what is wrong."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (a run folder holds checkpoint.pt "
+                              "and best.pt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

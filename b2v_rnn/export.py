@@ -17,6 +17,7 @@ from typing import Sequence
 from .atomic import atomic_path
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_of
 from .cli import CliError, HelpFormatter, run_main
+from .outputs import check_writable
 
 KEPT = ("model", "model_config", "T", "step", "args")
 
@@ -47,6 +48,9 @@ def export(checkpoint: Path, out: Path) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.out.is_dir():
+        raise CliError(f"--out {args.out}: is a folder; give the weights file to write (e.g. {args.out}/default.pt)")
+    check_writable(args.out.parent, option="--out", remedy="choose another --out")
     if args.out.exists() and not args.overwrite:
         raise CliError(f"{args.out} exists; pass --overwrite to replace it")
     digest = export(args.checkpoint, args.out)

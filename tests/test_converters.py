@@ -81,7 +81,7 @@ def test_frames_bad_inputs(gopro, tmp_path, capsys):
     out = tmp_path / "bad.h5"
     cases = [
         ([tmp_path / "nowhere", "--T", "3"], "nowhere: no such folder"),
-        ([root, "--T", "4"], "T must be an odd integer >= 3 (a middle frame must exist), got 4"),
+        ([root, "--T", "4"], "--T 4: must be odd and >= 3"),
         ([root, "--T", "9"], f"{root / 'b'}: 7 frames are fewer than T=9"),
         ([root, "--T", "3", "--crop", "21"], "crop 21 is larger than the frames (20x24"),
     ]

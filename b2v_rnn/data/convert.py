@@ -95,11 +95,11 @@ def write_scenes(out: str | os.PathLike, scenes: list[Scene], T: int, stride: in
     check_gamma(gamma)
     _check_out(Path(out))
     if stride < 1:
-        raise DataError(f"stride must be >= 1, got {stride}")
+        raise DataError(f"--stride {stride}: must be >= 1")
     if not 0 < scale <= 1:
-        raise DataError(f"downsample must be in (0, 1], got {scale}")
+        raise DataError(f"--downsample {scale}: must be in (0, 1]")
     if crop is not None and crop < 1:
-        raise DataError(f"crop must be a positive size, got {crop}")
+        raise DataError(f"--crop {crop}: must be a positive size")
     if not scenes:
         raise DataError(f"{source}: no scenes to convert")
     for scene in scenes:
@@ -183,7 +183,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def convert(args: argparse.Namespace, scenes: list[Scene], source: str) -> None:
     """Run `write_scenes` with the shared options and report the result."""
-    n = write_scenes(args.out, scenes, args.T, args.stride or args.T, args.crop, args.downsample,
+    try:
+        check_T(args.T)
+    except ValueError:
+        raise DataError(f"--T {args.T}: must be odd and >= 3 (a middle frame must exist)") from None
+    try:
+        check_gamma(args.gamma)
+    except ValueError:
+        raise DataError(f"--gamma {args.gamma}: must be a positive number (1 = average the stored values)") from None
+    stride = args.T if args.stride is None else args.stride
+    n = write_scenes(args.out, scenes, args.T, stride, args.crop, args.downsample,
                      args.gamma, args.seed, source, args.overwrite, progress=not args.quiet)
     print(f"wrote {n} samples of T={args.T} to {args.out}")
 
