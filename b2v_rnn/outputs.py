@@ -114,6 +114,35 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
     return removed
 
 
+_WRITER_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_orphaned_writes(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries `H5Writer` left for `path` (`.NAME.PID.xxxxxxxx.tmp` beside
+    it) whose writing process no longer runs: safe without a lock, since a live writer's
+    file is never touched. For outputs that are single files (the converters' .h5)."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
+        match = _WRITER_TEMPORARY.match(candidate.name)
+        if match and match["name"] == path.name and not _alive(int(match["pid"])):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
 class OutputFolder:
     """An output folder whose lock this process holds (see `locked_output`)."""
 

@@ -179,3 +179,18 @@ def test_ffmpeg_reason_drops_the_banner():
                "[in#0 @ 0x55dc] moov atom not found\n[in#0 @ 0x55dc] Error opening input: Invalid data found\n"
                "Error opening input file x.mp4.\nError opening input files: Invalid data found")
     assert ffmpeg_reason(message) == "moov atom not found; Error opening input: Invalid data found"
+
+
+def test_a_killed_conversion_leaves_no_orphan_for_long(tmp_path):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):
+        Image.new("RGB", (12, 12), (i, 0, 0)).save(frames / f"{i}.png")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    orphan = tmp_path / f".f.h5.{dead}.0123abcd.tmp"  # what SIGKILL during a conversion leaves
+    live = tmp_path / f".f.h5.{os.getpid()}.89abcdef.tmp"  # a conversion still running
+    orphan.write_bytes(b"half")
+    live.write_bytes(b"half")
+    frames_main([str(frames), "--out", str(tmp_path / "f.h5"), "--T", "3", "--quiet"])
+    assert not orphan.exists() and live.exists()

@@ -142,8 +142,9 @@ def write_scenes(out: str | os.PathLike, scenes: list[Scene], T: int, stride: in
 
 def _check_out(out: Path) -> None:
     """The output file's folder must be writable and the output itself not a folder;
-    checked before any frame is read."""
-    from ..outputs import OutputError, check_writable
+    checked before any frame is read. Temporaries that a killed conversion to the same
+    file left are removed."""
+    from ..outputs import OutputError, check_writable, remove_orphaned_writes
 
     if out.is_dir():
         raise DataError(f"--out {out}: is a folder; give the .h5 file to write")
@@ -151,6 +152,7 @@ def _check_out(out: Path) -> None:
         check_writable(out.parent, option="--out", remedy="choose another --out")
     except OutputError as e:
         raise DataError(f"{e} (for {out.name})") from None
+    remove_orphaned_writes(out)
 
 
 def _checked(scene: Scene, scale: float) -> Iterator[np.ndarray]:
