@@ -10,3 +10,15 @@ does after loading this file; subprocesses inherit it.
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402  (after the environment is set)
+
+
+@pytest.fixture
+def fused_always():
+    """Every op call takes the fused kernel where one exists for the dtype (``B2V_FUSED=always``),
+    so the kernel tests compare the kernels, not the eager chain with itself."""
+    from b2v_rnn import ops
+
+    with ops.fused("always"):
+        yield

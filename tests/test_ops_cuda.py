@@ -16,7 +16,11 @@ import torch.nn.functional as F
 
 from b2v_rnn import ops
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CUDA kernels cannot run")
+# Compare the kernels themselves: the default policy routes CUDA calls to cuDNN.
+pytestmark = [
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the CUDA kernels cannot run"),
+    pytest.mark.usefixtures("fused_always"),
+]
 
 # Far under 1e-3 for float32 (3×TF32 tensor cores keep float32 accuracy); 16-bit rounds
 # the activation once (8 or 11 mantissa bits) and the output once.
@@ -232,3 +236,25 @@ def test_wrong_kernel_would_fail():
     expected = resample_reference(x.double(), weight.double(), bias.double(), 4, 2, False)
     shifted = F.conv2d(F.pixel_unshuffle(x.double(), 4), weight.double().roll(1, dims=-1), bias.double(), padding=2)
     assert relative_error(shifted, expected) > 100 * TOLERANCE[torch.bfloat16]
+
+
+@pytest.mark.parametrize("policy", ["always", "auto"], ids=["fused", "dispatch-default"])
+def test_model_layers_under_bf16_autocast_with_fp32_weights(policy):
+    """The crash of `train --amp` (issue 12): bf16 activations meet fp32 weights in every layer.
+    Forward and backward, through the fused kernels and through the default (cuDNN) path."""
+    from b2v_rnn.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tiny").cuda()
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    y = torch.rand(2, 3, 40, 40, device="cuda")
+    with ops.fused(policy):
+        expected = model.extract(y, 5)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            frames = model.extract(y.contiguous(memory_format=torch.channels_last), 5)
+        frames.float().mean().backward()
+    assert torch.isfinite(frames).all()
+    assert relative_error(frames.float(), expected.float()) < 3e-2
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), name

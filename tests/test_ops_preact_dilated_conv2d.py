@@ -25,6 +25,9 @@ from b2v_rnn.ops import (
     preact_dilated_conv2d_reference,
 )
 
+# Compare the kernels themselves: the default policy would route some calls to the eager chain.
+pytestmark = pytest.mark.usefixtures("fused_always")
+
 
 def make_inputs(dilation, kernel, batch, with_bias, device, dtype, channels=3, channels_out=4):
     """Random x (odd sizes), scale, shift, weight, bias and a padding that fits."""

@@ -22,6 +22,9 @@ from ops_helpers import (
 
 from b2v_rnn.ops import ResampleConv2d, resample_conv2d, resample_conv2d_reference
 
+# Compare the kernels themselves: the default policy would route some calls to the eager chain.
+pytestmark = pytest.mark.usefixtures("fused_always")
+
 
 def make_inputs(mode, factor, kernel, batch, with_bias, device, dtype, channels_out=5):
     """Random x, weight, bias with odd sizes on the resampled grid; x is (B, C, H, W)."""

@@ -4,9 +4,14 @@
 - :func:`preact_dilated_conv2d` / :class:`PreActDilatedConv2d`: InstanceNorm-affine, ReLU
   and a dilated conv2d.
 
-:func:`backend` tells which implementation runs; ``B2V_OPS`` forces one.
+:func:`backend` tells which kernel library loaded (``B2V_OPS`` forces one); per call, the
+fused kernel or the eager cuDNN/oneDNN chain runs by the policy of ``_dispatch``
+(``B2V_FUSED``, :func:`fused`), and :func:`describe` says which, for the logs. Both ops
+follow ``torch.autocast``.
 """
 
+from . import _dispatch
+from ._dispatch import fused, fused_policy
 from ._loader import BACKENDS, BackendError, backend
 from .preact_dilated_conv2d import (
     PreActDilatedConv2d,
@@ -16,10 +21,20 @@ from .preact_dilated_conv2d import (
 )
 from .resample_conv2d import ResampleConv2d, resample_conv2d, resample_conv2d_reference
 
+
+
+def describe() -> str:
+    """One line for logs: the kernel library and which path each op takes on CPU and CUDA."""
+    return _dispatch.describe(backend())
+
+
 __all__ = [
     "BACKENDS",
     "BackendError",
     "backend",
+    "describe",
+    "fused",
+    "fused_policy",
     "PreActDilatedConv2d",
     "ResampleConv2d",
     "instance_norm_affine",

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import _loader
+from . import _dispatch, _loader
+from ._autocast import cast_for_autocast
 from ._checks import check_conv_args
 
 MODES = ("unshuffle", "shuffle")
@@ -86,9 +87,15 @@ def resample_conv2d(
     padding: int = 0,
     mode: str = "unshuffle",
 ) -> Tensor:
-    """Fused ``conv2d(pixel_(un)shuffle(x, factor), weight, bias, padding)``; see the module doc."""
+    """Fused ``conv2d(pixel_(un)shuffle(x, factor), weight, bias, padding)``; see the module doc.
+
+    Under ``torch.autocast`` every input is cast to autocast's dtype first (``_autocast``).
+    Whether the fused kernel or the eager chain runs is decided per call (``_dispatch``).
+    """
+    x, weight, bias = cast_for_autocast(x, weight, bias)
     _check_args(x, weight, bias, factor, padding, mode)
-    if _loader.backend() == "reference":
+    path = _dispatch.choose("resample_conv2d", x.device.type, x.dtype, _loader.backend(), _dispatch.fused_policy())
+    if path == "eager":
         return resample_conv2d_reference(x, weight, bias, factor, padding, mode)
     return torch.ops.b2v_rnn.resample_conv2d(x, weight, bias, factor, padding, mode == "shuffle")
 
