@@ -243,6 +243,14 @@ def automatic_tile(model, header: ImageHeader, T: int, overlap: int, free: int |
     return side
 
 
+def output_bytes(header: ImageHeader, T: int, formats: Sequence[str]) -> int:
+    """A generous bound on the disk space of one image's results: T frames as PNG (at most
+    about the raw 3 bytes per pixel), one byte per pixel and frame for a GIF, a little for
+    an MP4, and twice T frames for ping-pong animations."""
+    pixels = header.width * header.height
+    return pixels * (3 * T + 2 * T * len(formats))
+
+
 def _is_out_of_memory(error: BaseException) -> bool:
     text = str(error)
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
@@ -251,16 +259,17 @@ def _is_out_of_memory(error: BaseException) -> bool:
 @contextmanager
 def frame_progress(model, T: int, description: str, enabled: bool):
     """A progress bar over the T frames of one whole-image extraction, advanced by forward
-    hooks on the middle network (1 frame) and the generator (1 frame per call)."""
+    hooks on the middle network (1 frame) and the generator (1 frame per call); yields the
+    bar (None when disabled)."""
     parts = [getattr(model, name, None) for name in ("middle", "generator")]
     parts = [m for m in parts if isinstance(m, torch.nn.Module)]
     if not enabled or not parts:
-        yield
+        yield None
         return
     bar = tqdm(total=T, desc=description, unit="frame", leave=False)
     hooks = [m.register_forward_hook(lambda *_: bar.update(1)) for m in parts]
     try:
-        yield
+        yield bar
     finally:
         for hook in hooks:
             hook.remove()
@@ -416,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     for image in args.images:
         check_input(image)
     plans = plan_outputs(args.images, args.out, formats)
-    check_writable(args.out)
     headers = [read_header(image, args.max_pixels) for image in args.images]  # every input, before any work
+    check_writable(args.out, need_bytes=sum(output_bytes(h, args.T, formats) for h in headers))
     with locked_output(args.out) as out:
         refuse_existing(plans, args.overwrite)
         model, _ = load_for_inference(args.checkpoint, args.T, device)

@@ -212,3 +212,20 @@ def test_mp4_is_written_and_decodable(checkpoint, tmp_path, playback, frames):
 
 def test_unknown_video_format_names_the_option(checkpoint, image, tmp_path, capsys):
     assert "--video" in error_of(args(image, tmp_path / "out", checkpoint, "--video", "avi"), capsys)
+
+
+def test_too_little_disk_space_is_said_before_any_work(checkpoint, image, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    from b2v_rnn import outputs
+
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    err = error_of(args(image, tmp_path / "out", checkpoint), capsys)
+    assert "MiB free on its disk" in err and "--out" in err
+
+
+def test_a_large_whole_image_shows_progress_per_frame():
+    model = build_model("tiny").eval()
+    with predict.frame_progress(model, 5, "big.png", enabled=True) as bar:
+        predict.extract_tiled(model, torch.rand(1, 3, 24, 24), 5)
+        assert bar.n == bar.total == 5 and bar.desc.startswith("big.png")
