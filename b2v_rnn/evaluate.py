@@ -112,9 +112,10 @@ def format_table(s: dict) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def open_dataset(data: Path | None, T: int | None):
-    """The BlurSequenceDataset of --data (or the default test split), with every sample's
-    checksum verified and frames large enough for the metrics; CliError otherwise."""
+def open_dataset(data: Path | None, T: int | None, limit: int = 0):
+    """The BlurSequenceDataset of --data (or the default test split), with the checksums of
+    the samples to evaluate (the first `limit`, 0 = all) verified and frames large enough
+    for the metrics; CliError otherwise."""
     from .data import BlurSequenceDataset, default_dataset
     from .data.errors import DataError
     from .data.h5format import MIN_METRIC_SIDE, corrupt_samples
@@ -125,12 +126,13 @@ def open_dataset(data: Path | None, T: int | None):
         raise CliError(f"default test split: {e}") from None
     try:
         dataset = BlurSequenceDataset(path, crop=None, augment=False, T=T)
-        bad = corrupt_samples(path)
+        bad = corrupt_samples(path, limit, progress=True)
     except (DataError, FileNotFoundError, ValueError) as e:
         raise CliError(f"--data: {e}") from None
     if bad:
         listed = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise CliError(f"--data {path}: {len(bad)} of {len(dataset)} samples are damaged "
+        checked = len(dataset) if limit <= 0 else min(limit, len(dataset))
+        raise CliError(f"--data {path}: {len(bad)} of {checked} samples are damaged "
                        f"({'they fail their checksums' if dataset.info.checksummed else 'unreadable'}): "
                        f"sample(s) {listed}; reconvert the file")
     if min(dataset.info.H, dataset.info.W) < MIN_METRIC_SIDE:
@@ -174,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with locked_output(args.out) if args.out is not None else contextlib.nullcontext() as out:
         if out is not None:
             refuse_existing(out, args.overwrite)
-        data, dataset = open_dataset(args.data, args.T)
+        data, dataset = open_dataset(args.data, args.T, args.limit)
         T = dataset.T
         model, checkpoint = load_for_inference(args.checkpoint, T, device)
         amp = autocast_for(device, args.amp)
