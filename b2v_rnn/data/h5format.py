@@ -122,7 +122,9 @@ def corrupt_samples(path: str | os.PathLike, limit: int = 0, progress: bool = Fa
     n = info.N if limit <= 0 else min(limit, info.N)
     bad = []
     with h5py.File(info.path, "r") as f:
-        for i in tqdm(range(n), desc=f"checking {info.path.name}", unit="sample", disable=not progress, leave=False):
+        # delay: a bar only for a check that takes a while, not a flash on every small file
+        for i in tqdm(range(n), desc=f"checking {info.path.name}", unit="sample", disable=not progress, leave=False,
+                      delay=1.0):
             try:
                 f["sharp"][i]
                 f["blurry"][i]
