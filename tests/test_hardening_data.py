@@ -144,7 +144,7 @@ def test_a_concurrent_evaluate_on_the_same_out_is_refused(files, tmp_path, capsy
         holder.wait()
 
 
-def test_a_killed_default_dataset_generation_leaves_no_orphan(tmp_path, monkeypatch):
+def test_a_killed_default_dataset_generation_leaves_no_orphan(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("B2V_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(defaults, "generate", lambda path, n, T, *a, **k: write_h5(path, n=2, T=T))
     name = f"synthetic-test-T3-{defaults.DEFAULT_SIZE}px-n{defaults.TEST_SAMPLES}-v{defaults.GENERATOR_VERSION}.h5"
@@ -154,6 +154,7 @@ def test_a_killed_default_dataset_generation_leaves_no_orphan(tmp_path, monkeypa
     other.write_bytes(b"")
     assert defaults.default_dataset("test", 3) == tmp_path / name
     assert not orphan.exists() and other.exists()
+    assert "generating the default 'test' split" in capsys.readouterr().err  # not minutes of silence
 
 
 def test_converter_messages(tmp_path, capsys):
