@@ -229,3 +229,16 @@ def test_a_large_whole_image_shows_progress_per_frame():
     with predict.frame_progress(model, 5, "big.png", enabled=True) as bar:
         predict.extract_tiled(model, torch.rand(1, 3, 24, 24), 5)
         assert bar.n == bar.total == 5 and bar.desc.startswith("big.png")
+
+
+def test_an_image_damaged_past_its_header_is_named_with_what_was_written(checkpoint, image, tmp_path, capsys):
+    truncated = tmp_path / "truncated.jpg"
+    Image.fromarray(np.random.default_rng(2).integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(truncated)
+    truncated.write_bytes(truncated.read_bytes()[:-5000])  # the header reads, the pixels do not
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        run_main(predict.main, args([image, truncated], out, checkpoint))
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the batch's progress bar
+    assert err.startswith("error: ") and str(truncated) in err
+    assert "1 image(s) before it were written completely" in err
+    assert sorted(p.name for p in out.iterdir()) == ["photo", "photo.gif"]  # whole, and nothing of the other
