@@ -47,10 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the weights shipped with the package)")
     p.add_argument("--T", type=int, help="frames per clip; must equal the file's T (default: the file's)")
     p.add_argument("--out", type=Path, help="write metrics.json and psnr_per_frame.png here")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N clips (0 = all)")
+    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N clips (default 0: all)")
     p.add_argument("--samples", type=int, default=3,
                    help="with --out, write a figure (blurry, predicted and true frames) of the first N clips")
-    p.add_argument("--tile", type=int, default=0, help="run the model in N x N tiles (0 = whole clip)")
+    p.add_argument("--tile", type=int, default=0, help="run the model in N x N tiles (default 0: the whole clip)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
     add_device_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="replace existing metrics.json, plot and sample figures in --out")

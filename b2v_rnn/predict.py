@@ -44,7 +44,9 @@ from .cli import (CliError, HelpFormatter, add_device_arguments, autocast_for, c
 from .outputs import check_writable, locked_output
 
 VIDEO_FORMATS = ("gif", "mp4")
-PIL_MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+PIL_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+"""PIL warns above MAX_IMAGE_PIXELS and refuses above twice that (~179 MP); --max-pixels
+makes that refusal the only limit, with one line instead of a warning or a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     p.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the weights shipped with the package)")
     p.add_argument("--tile", type=int, default=0,
-                   help="process in N x N tiles (0 = whole image, tiled automatically when it would not fit in memory)")
+                   help="process in N x N tiles (default 0: the whole image, tiled automatically when it would "
+                        "not fit in memory)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
     add_device_arguments(p)
     p.add_argument("--video", default="gif,mp4",
