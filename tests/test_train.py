@@ -16,6 +16,7 @@ from b2v_rnn import train
 from b2v_rnn.checkpoint import load_checkpoint
 from b2v_rnn.cli import run_main
 from b2v_rnn.data import generate
+from b2v_rnn.training import step as step_module
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(da
     common = ("--log-every", "2", "--val-every", "3", "--decay-steps", "6", "--seed", "3")
     whole = train.main(args(data, tmp_path / "whole", "--max-steps", "6", *common))
     handler_before = signal.getsignal(signal.SIGTERM)
-    real_step, steps = train.train_step, []
+    real_step, steps = step_module.train_step, []
 
     def step_then_preempted(*a, **k):
         losses = real_step(*a, **k)
@@ -82,14 +83,14 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(da
             os.kill(os.getpid(), signal.SIGTERM)
         return losses
 
-    monkeypatch.setattr(train, "train_step", step_then_preempted)
+    monkeypatch.setattr(step_module, "train_step", step_then_preempted)
     with pytest.raises(SystemExit) as stopped:
         train.command(args(data, tmp_path / "split", "--max-steps", "6", *common))
     assert stopped.value.code == 128 + signal.SIGTERM
     assert len(steps) == 4 and load_checkpoint(tmp_path / "split" / "checkpoint.pt")["step"] == 4
     assert signal.getsignal(signal.SIGTERM) is handler_before
 
-    monkeypatch.setattr(train, "train_step", real_step)
+    monkeypatch.setattr(step_module, "train_step", real_step)
     resumed = train.main(["--out", str(tmp_path / "split"), "--resume", "--no-progress", "--num-workers", "0"])
     assert resumed["step"] == 6 and resumed["stopped_by"] is None
     torch.testing.assert_close(params(resumed["model"]), params(whole["model"]), rtol=1e-5, atol=1e-6)

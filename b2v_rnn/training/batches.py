@@ -1,0 +1,205 @@
+"""The training data stream: batches whose content is a function of (seed, step) alone.
+
+Two sources, one contract (an endless iterator of {"blurry" (B,3,h,w), "sharp" (B,T,3,h,w)}
+float batches in [0,1]):
+
+- :func:`hdf5_batches`: a DataLoader over :class:`~b2v_rnn.data.BlurSequenceDataset`; each
+  sample is read from the file and augmented on the CPU by worker processes.
+- :class:`ResidentBatches`: the whole training file held as uint8 tensors on the training
+  device, and each batch cropped and augmented there in a few batched ops. On a GPU this
+  takes the file reads, the per-sample Python work and the host-to-device copies out of the
+  step (the paper's 320 px crops of a few thousand clips are ~1-3 GB of uint8).
+
+Both draw the same augmentations (:mod:`b2v_rnn.data.augment`: random crop, colour-channel
+shuffle, rotation by multiples of 90°, horizontal flip, 1 % noise on y), each from its own
+seeded generator, so a resumed run sees the batches the uninterrupted run would have seen.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from .. import distributed
+from ..cli import CliError
+from ..data.augment import Augment
+from .signals import leave_stop_signals_to_main
+
+
+class StepSampler(Sampler):
+    """Endless stream of (epoch, index) pairs; the data order is a function of (seed, step).
+
+    Each epoch is a DistributedSampler permutation (seed, epoch) of this process's shard,
+    cut to whole batches; the stream starts at `start_step` batches in, so a resumed run
+    sees exactly the samples the uninterrupted run would have seen.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int, world_size: int, start_step: int = 0):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.rank, self.world_size, self.start_step = rank, world_size, start_step
+        self.steps_per_epoch = (n // world_size) // batch_size
+        if self.steps_per_epoch == 0:
+            raise CliError(f"--batch-size {batch_size} x {world_size} process(es) exceeds the {n} training samples")
+
+    def __iter__(self):
+        epoch, offset = divmod(self.start_step, self.steps_per_epoch)
+        while True:
+            shard = DistributedSampler(range(self.n), num_replicas=self.world_size, rank=self.rank,
+                                       shuffle=True, seed=self.seed, drop_last=True)
+            shard.set_epoch(epoch)
+            indices = list(shard)[: self.steps_per_epoch * self.batch_size]
+            for index in indices[offset * self.batch_size:]:
+                yield epoch, index
+            epoch, offset = epoch + 1, 0
+
+
+class EpochIndexed(Dataset):
+    """dataset[(epoch, i)] = sample i with the augmentation draws of `epoch`."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+def open_dataset(path: Path | None, split: str, T: int, crop, augment: bool, seed: int, ctx, log=None):
+    """The HDF5 file (or the embedded synthetic split) as a BlurSequenceDataset. With `log`
+    given, a crop larger than the frames shrinks to the largest multiple of 20 that fits."""
+    from ..data import BlurSequenceDataset, default_dataset, read_info
+    from ..data.errors import DataError
+
+    try:
+        if path is None:
+            if ctx.is_main:
+                path = default_dataset(split, T)
+            distributed.barrier(ctx)  # the other ranks wait while rank 0 generates the cache
+            path = default_dataset(split, T)
+        if log is not None:
+            info = read_info(path, T)
+            fits = min(info.H, info.W) // 20 * 20
+            if crop > fits > 0:
+                log(f"note: the preset's {crop} px crop does not fit the {info.H}x{info.W} frames of {path}; "
+                    f"training on {fits} px crops")
+                crop = fits
+        return BlurSequenceDataset(path, crop=crop, augment=augment, T=T, seed=seed)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        raise CliError(f"--{split}: {e}") from None
+
+
+def hdf5_batches(dataset, batch_size: int, seed: int, ctx, start_step: int, num_workers: int, pin: bool):
+    """Endless batches read by DataLoader workers (see the module doc)."""
+    sampler = StepSampler(len(dataset), batch_size, seed, ctx.rank, ctx.world_size, start_step=start_step)
+    loader = DataLoader(EpochIndexed(dataset), batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                        pin_memory=pin, drop_last=True, persistent_workers=num_workers > 0,
+                        worker_init_fn=leave_stop_signals_to_main)
+    return iter(loader)
+
+
+def resident_bytes(info) -> int:
+    """Bytes of a file's sharp and blurry arrays held as uint8."""
+    return info.N * (info.T + 1) * info.H * info.W * 3
+
+
+def fits_on_device(info, device: torch.device, share: float = 0.25) -> bool:
+    """True on CUDA when the clips take at most `share` of the GPU's memory."""
+    if device.type != "cuda":
+        return False
+    return resident_bytes(info) <= share * torch.cuda.get_device_properties(device).total_memory
+
+
+class ResidentBatches:
+    """Endless augmented batches from a training file held whole on `device` (see the module doc).
+
+    The order of clips is :class:`StepSampler`'s; the augmentation of step s is drawn from
+    generators seeded by (seed, rank, s). The draws differ from the HDF5 loader's (one
+    generator per batch instead of per sample), the distribution is the same.
+    """
+
+    def __init__(self, dataset, batch_size: int, seed: int, ctx, start_step: int, device: torch.device):
+        from ..data.h5format import corrupt_samples
+
+        self.path, self.crop, self.augment = dataset.path, dataset.crop, dataset.augment
+        self.batch_size, self.seed, self.rank, self.device = batch_size, seed, ctx.rank, device
+        self.sampler = StepSampler(len(dataset), batch_size, seed, ctx.rank, ctx.world_size, start_step=start_step)
+        self.step = start_step
+        try:
+            with h5py.File(self.path, "r") as f:  # reading through the filters verifies each chunk's checksum
+                sharp, blurry = f["sharp"][:], f["blurry"][:]
+        except (OSError, RuntimeError, KeyError) as e:
+            bad = corrupt_samples(self.path)
+            what = f"samples {bad[:10]} cannot be read" if bad else f"cannot be read ({e})"
+            raise CliError(f"--train: {self.path}: {what}; the file is damaged, reconvert it") from None
+        self.sharp = torch.from_numpy(sharp).to(device)  # (N, T, H, W, 3) uint8
+        self.blurry = torch.from_numpy(blurry).to(device)  # (N, H, W, 3) uint8
+
+    def __iter__(self):
+        return self
+
+    def _generators(self) -> tuple[torch.Generator, torch.Generator]:
+        seeds = np.random.SeedSequence([self.seed, self.rank, self.step]).generate_state(2, np.uint64)
+        cpu = torch.Generator().manual_seed(int(seeds[0]) & ((1 << 63) - 1))
+        noise = torch.Generator(self.device).manual_seed(int(seeds[1]) & ((1 << 63) - 1))
+        return cpu, noise
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if not hasattr(self, "_order"):
+            self._order = iter(self.sampler)
+        indices = torch.tensor([next(self._order)[1] for _ in range(self.batch_size)])
+        draws, noise = self._generators()
+        self.step += 1
+        blurry, sharp = crop_batch(self.blurry, self.sharp, indices, self.crop, self.augment.crop, draws, self.device)
+        return augment_batch(blurry, sharp, self.augment, draws, noise)
+
+
+def crop_batch(blurry_u8, sharp_u8, indices, crop, random: bool, gen, device):
+    """Crops of the clips `indices`, as float batches: blurry (B,3,h,w), sharp (B,T,3,h,w)."""
+    N, T, H, W, _ = sharp_u8.shape
+    h, w = crop
+    batch = len(indices)
+    if random:
+        top = torch.randint(H - h + 1, (batch,), generator=gen)
+        left = torch.randint(W - w + 1, (batch,), generator=gen)
+    else:
+        top, left = torch.full((batch,), (H - h) // 2), torch.full((batch,), (W - w) // 2)
+    rows = (top[:, None] + torch.arange(h)).to(device)[:, :, None]
+    cols = (left[:, None] + torch.arange(w)).to(device)[:, None, :]
+    index = indices.to(device)[:, None, None]
+    # Advanced indices around a slice put the indexed dims first: (B, h, w, T, 3), (B, h, w, 3).
+    sharp = sharp_u8[index, :, rows, cols].permute(0, 3, 4, 1, 2)
+    blurry = blurry_u8[index, rows, cols].permute(0, 3, 1, 2)
+    return blurry.float().div_(255.0), sharp.float().div_(255.0)
+
+
+def augment_batch(blurry, sharp, aug: Augment, gen: torch.Generator, noise_gen: torch.Generator):
+    """`augment.apply` for a whole batch, each sample with its own draws."""
+    batch, device = blurry.shape[0], blurry.device
+    if aug.channel_shuffle:
+        perm = torch.rand(batch, 3, generator=gen).argsort(dim=1).to(device)
+        blurry = blurry.gather(1, perm[:, :, None, None].expand_as(blurry))
+        sharp = sharp.gather(2, perm[:, None, :, None, None].expand_as(sharp))
+    if aug.rotate:
+        square = blurry.shape[-1] == blurry.shape[-2]
+        turns = torch.randint(4, (batch,), generator=gen) if square else 2 * torch.randint(2, (batch,), generator=gen)
+        blurry, sharp = blurry.clone(), sharp.clone()
+        for k in (1, 2, 3):
+            chosen = (turns == k).nonzero().flatten().to(device)
+            if len(chosen):
+                blurry[chosen] = torch.rot90(blurry[chosen], k, (-2, -1))
+                sharp[chosen] = torch.rot90(sharp[chosen], k, (-2, -1))
+    if aug.flip:
+        flipped = torch.randint(2, (batch,), generator=gen).bool().nonzero().flatten().to(device)
+        if len(flipped):
+            blurry[flipped], sharp[flipped] = blurry[flipped].flip(-1), sharp[flipped].flip(-1)
+    if aug.noise_std > 0:
+        noise = torch.randn(blurry.shape, generator=noise_gen, device=device) * aug.noise_std
+        blurry = (blurry + noise).clamp_(0.0, 1.0)
+    return {"blurry": blurry.contiguous(), "sharp": sharp.contiguous()}

@@ -1,0 +1,210 @@
+"""The command line of `python -m b2v_rnn.train`: options, preset defaults, resumed settings."""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..checkpoint import CheckpointError, load_checkpoint
+from ..cli import CliError, HelpFormatter, add_device_arguments, check_T
+from ..losses import ADVERSARIAL_WEIGHT, GRADIENT_WEIGHT, PERCEPTUAL_WEIGHT
+
+# Per-preset defaults for what --preset leaves open. "paper": the paper's 320 px crops and
+# batch 24 (Sec. 7). "tiny": the main job, a few minutes on 2 CPU cores with the embedded
+# 96 px data, enough for a visible drop in loss and a sample GIF.
+PRESET_DEFAULTS = {
+    "paper": dict(crop=320, batch_size=24, max_steps=200_000, lr=1e-4, val_every=5000, log_every=100),
+    "small": dict(crop=160, batch_size=16, max_steps=100_000, lr=2e-4, val_every=2000, log_every=50),
+    "tiny": dict(crop=40, batch_size=4, max_steps=300, lr=1e-3, val_every=100, log_every=20),
+}
+PRESET_COST = {
+    "paper": "4.9 M + 2.6 M parameters; ~1 min per step on 2 CPU cores, for GPUs",
+    "small": "0.7 M + 0.5 M; seconds per step on a CPU",
+    "tiny": "61 k + 67 k; the few-minute CPU run",
+}
+AUTO_PRESET = {"cuda": "paper", "cpu": "tiny"}
+"""The preset when --preset is not given: the paper's widths need a GPU (on 2 CPU cores a
+step takes about a minute and 7 GB), so a CPU gets the preset that finishes in minutes."""
+
+# On --resume every option not typed on the command line is taken from the checkpoint.
+# Changing these would change what the resumed run computes: a conflicting value is an error.
+FIXED_ON_RESUME = ("preset", "T", "crop", "batch_size", "seed", "stage", "train", "val", "lr", "min_lr",
+                   "adv_weight", "perceptual_weight", "gradient_weight", "decay_steps")
+
+# Taken from the command line (or its defaults) even on --resume: where and how to run.
+NOT_RESTORED = ("resume", "out", "overwrite", "init", "device", "num_workers", "no_progress", "threads", "fit_crop",
+                "loader", "memory_format", "save_every", "save_minutes", "amp", "preset_auto")
+PATH_ARGS = ("train", "val", "vgg_weights", "init")
+
+
+def _preset_help() -> str:
+    lines = [f"{name}: {PRESET_COST[name]}; crop {d['crop']}, batch {d['batch_size']}, {d['max_steps']:,} steps, "
+             f"lr {d['lr']:g}" for name, d in PRESET_DEFAULTS.items()]
+    return ("model size and its training defaults (default: paper on a GPU, tiny on a CPU). " + " | ".join(lines))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import train  # the user-facing docstring lives with the command
+
+    p = argparse.ArgumentParser(prog="python -m b2v_rnn.train", allow_abbrev=False,
+                                description=train.__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter)
+    p.add_argument("--T", type=int, default=7, help="frames per clip (odd, >= 3)")
+    p.add_argument("--preset", choices=sorted(PRESET_DEFAULTS), help=_preset_help())
+    p.add_argument("--train", type=Path, help="training HDF5 file (default: embedded synthetic train split)")
+    p.add_argument("--val", type=Path, help="validation HDF5 file (default: embedded synthetic val split)")
+    p.add_argument("--out", type=Path, default=Path("runs/b2v"), help="run folder")
+    p.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
+                   help="continue from CKPT (default: OUT/checkpoint.pt); other arguments default to the checkpoint's")
+    p.add_argument("--init", type=Path, metavar="CKPT",
+                   help="start from these weights (model and discriminator) with fresh optimisers and step 0, "
+                        "e.g. a joint run for --stage finetune")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
+    p.add_argument("--stage", choices=("joint", "finetune"), default="joint",
+                   help="joint: G fed the true middle frame (teacher forcing); finetune: fed φm(y), detached")
+    p.add_argument("--crop", type=int, help="square training crop, a multiple of 20 (default: the preset's, see --preset)")
+    p.add_argument("--batch-size", type=int, help="samples per step per process (default: the preset's)")
+    p.add_argument("--max-steps", type=int,
+                   help="total optimisation steps (default: the preset's; with --minutes, no step limit)")
+    p.add_argument("--minutes", type=float,
+                   help="wall-clock budget of the training loop: the learning-rate decay is spread over it, "
+                        "and the run validates and saves when it is spent (resumed runs count earlier time)")
+    p.add_argument("--lr", type=float, help="Adam learning rate of φm, G and D (default: the preset's)")
+    p.add_argument("--min-lr", type=float, default=0.1,
+                   help="cosine decay to this fraction of --lr over --decay-steps (1 = constant)")
+    p.add_argument("--decay-steps", type=int,
+                   help="length of the cosine decay (default: --max-steps of the first start; a resumed run "
+                        "with a larger --max-steps keeps it, and trains on at the final rate)")
+    p.add_argument("--adv-weight", type=float, default=ADVERSARIAL_WEIGHT,
+                   help="λadv, weight of G's hinge adversarial loss (0 = no discriminator)")
+    p.add_argument("--perceptual-weight", type=float, default=PERCEPTUAL_WEIGHT,
+                   help="λp, weight of the VGG16 perceptual term of L_middle (0 = MSE only)")
+    p.add_argument("--gradient-weight", type=float, default=GRADIENT_WEIGHT,
+                   help="weight of the image-gradient L1 term that replaces the perceptual one when no VGG16 "
+                        "weights are found")
+    p.add_argument("--vgg-weights", type=Path,
+                   help="torchvision vgg16 state dict for the perceptual loss (else $B2V_VGG16 or the torch hub cache)")
+    p.add_argument("--val-every", type=int,
+                   help="validate, write a sample and a checkpoint every N steps (default: the preset's)")
+    p.add_argument("--val-samples", type=int, default=16, help="validation clips used (0 = all)")
+    p.add_argument("--log-every", type=int, help="log averaged training losses every N steps (default: the preset's)")
+    p.add_argument("--save-every", type=int, help="also save checkpoint.pt every N steps")
+    p.add_argument("--save-minutes", type=float, default=5.0,
+                   help="also save checkpoint.pt when this many minutes passed since the last save (0 = off)")
+    p.add_argument("--num-workers", type=int,
+                   help="DataLoader worker processes per training process for --loader hdf5 (default: 4 on "
+                        "CUDA, 0 on CPU, where the cores are busy computing)")
+    p.add_argument("--loader", choices=("auto", "hdf5", "resident"), default="auto",
+                   help="hdf5: samples read and augmented by DataLoader workers; resident: the whole training "
+                        "file held as uint8 on the device and augmented there; auto: resident on CUDA when the "
+                        "file fits in a quarter of the GPU's memory, else hdf5")
+    p.add_argument("--memory-format", choices=("auto", "channels_last", "contiguous"), default="auto",
+                   help="activation layout; auto: channels_last on CUDA (cuDNN's fast NHWC kernels), "
+                        "contiguous (NCHW) on CPU")
+    add_device_arguments(p)
+    p.add_argument("--seed", type=int, default=0, help="seeds initialisation, data order and augmentation")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    return p
+
+
+def explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """Destinations of the options actually typed on the command line."""
+    typed = {a.split("=", 1)[0] for a in argv if a.startswith("--")}
+    return {a.dest for a in parser._actions if typed & set(a.option_strings)}
+
+
+def _restore_from_checkpoint(args, parser, argv) -> None:
+    """--resume: load the state, and take every option not typed from the checkpoint."""
+    path = args.out / "checkpoint.pt" if args.resume == "auto" else Path(args.resume)
+    if not path.is_file():
+        if args.resume == "auto" and args.out.is_dir():
+            raise CliError(f"--resume: no checkpoint at {path}: the run in {args.out} stopped before its first "
+                           "save. Start it again without --resume (its partial outputs are replaced)")
+        raise CliError(f"--resume: no checkpoint at {path} (nothing to resume; start without --resume)")
+    try:
+        state = load_checkpoint(path)
+    except CheckpointError as e:
+        raise CliError(f"--resume: {e}") from None
+    if "args" not in state or "optimizers" not in state:
+        raise CliError(f"--resume: {path} holds weights only, not a training state (use --init to start from it)")
+    explicit = explicit_options(parser, argv)
+    for key, old in state["args"].items():
+        if key in NOT_RESTORED or not hasattr(args, key):
+            continue
+        new = getattr(args, key)
+        new = str(new) if isinstance(new, Path) else new
+        if key not in explicit:
+            setattr(args, key, Path(old) if key in PATH_ARGS and old is not None else old)
+        elif key in FIXED_ON_RESUME and new != old:
+            raise CliError(f"--{key.replace('_', '-')} {new} differs from {old} in {path}; a resumed run "
+                           "keeps the settings it started with (start a new run with --init instead)")
+    args.resume_state, args.resume_path = state, path
+
+
+def _device_type(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if name.startswith("cuda") else "cpu"
+
+
+def _finite(name: str, value: float | None) -> None:
+    if value is not None and not math.isfinite(value):
+        raise CliError(f"--{name} {value}: must be a finite number")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse, merge with a resumed checkpoint's arguments, fill preset defaults, validate."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.resume_state = args.resume_path = None
+    if args.resume is not None:
+        if args.init is not None:
+            raise CliError("--init and --resume exclude each other (resume continues its own weights)")
+        _restore_from_checkpoint(args, parser, argv)
+    args.preset_auto = args.preset is None
+    if args.preset is None:
+        args.preset = AUTO_PRESET[_device_type(args.device)]
+    args.fit_crop = args.crop is None  # a preset crop may shrink to fit the data; a typed one may not
+    budgeted = args.minutes is not None
+    for key, value in PRESET_DEFAULTS[args.preset].items():
+        if getattr(args, key) is None:
+            setattr(args, key, 10**12 if key == "max_steps" and budgeted else value)
+    if args.decay_steps is None:
+        args.decay_steps = args.max_steps
+    _validate(args)
+    return args
+
+
+def _validate(args: argparse.Namespace) -> None:
+    check_T(args.T)
+    for name in ("lr", "min_lr", "minutes", "save_minutes", "adv_weight", "perceptual_weight", "gradient_weight"):
+        _finite(name.replace("_", "-"), getattr(args, name))
+    if args.crop % 20 or args.crop <= 0:
+        raise CliError(f"--crop {args.crop}: must be a positive multiple of 20 (the model's size multiple)")
+    for key in ("batch_size", "max_steps", "val_every", "log_every", "decay_steps"):
+        if getattr(args, key) < 1:
+            raise CliError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be >= 1")
+    if args.save_every is not None and args.save_every < 1:
+        raise CliError(f"--save-every {args.save_every}: must be >= 1")
+    if args.minutes is not None and args.minutes <= 0:
+        raise CliError(f"--minutes {args.minutes}: must be > 0")
+    if args.save_minutes < 0:
+        raise CliError(f"--save-minutes {args.save_minutes}: must be >= 0 (0 = off)")
+    if args.num_workers is None:
+        args.num_workers = 4 if _device_type(args.device) == "cuda" else 0
+    if args.num_workers < 0:
+        raise CliError(f"--num-workers {args.num_workers}: must be >= 0")
+    if args.val_samples < 0:
+        raise CliError(f"--val-samples {args.val_samples}: must be >= 0 (0 = all)")
+    if args.lr <= 0:
+        raise CliError(f"--lr {args.lr}: must be > 0")
+    if not 0 < args.min_lr <= 1:
+        raise CliError(f"--min-lr {args.min_lr}: must lie in (0, 1]")
+    for key in ("adv_weight", "perceptual_weight", "gradient_weight"):
+        if getattr(args, key) < 0:
+            raise CliError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be >= 0")

@@ -1,0 +1,43 @@
+"""The training state a checkpoint holds: weights, optimisers, step, clock, and every RNG."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": list(random.getstate()[1]) + [random.getstate()[0], random.getstate()[2]],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    python = state["python"]
+    random.setstate((python[-2], tuple(python[:-2]), python[-1]))
+
+
+def training_state(model, disc, optimizers, step: int, args, best: float, world_size: int,
+                   elapsed_s: float = 0.0) -> dict:
+    """Everything --resume needs; ``elapsed_s``: seconds of training so far (for --minutes)."""
+    saved_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                  if k not in ("resume_state", "resume_path")}
+    return {
+        "model": model.state_dict(), "model_config": model.config, "T": args.T,
+        "discriminator": disc.state_dict(), "discriminator_config": disc.config,
+        "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+        "step": step, "best_seq_psnr": best, "args": saved_args, "rng": rng_state(),
+        "sampler": {"seed": args.seed, "step": step, "batch_size": args.batch_size, "world_size": world_size},
+        "elapsed_s": elapsed_s,
+    }

@@ -1,0 +1,334 @@
+"""`Trainer`: sets a run up, then drives the loop: steps, logs, validation, checkpoints.
+
+The loop itself (:meth:`Trainer.run`) reads as the list of what happens each step; every
+stage it names is one method below it:
+
+    while not finished:
+        set the learning rate; one step (``step.train_step``); count it
+        every --log-every steps: log the averaged losses
+        every --val-every steps (and at the end): validate, write samples, save checkpoint(s)
+        every --save-every steps or --save-minutes: save checkpoint.pt
+        on SIGINT/SIGTERM: save and stop
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from .. import distributed, ops, visualize
+from ..checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
+from ..cli import CliError, autocast_for
+from ..models import build_discriminator, build_model, build_model_from_config, load_vgg16
+from . import batches as batch_sources
+from . import step as step_module
+from .records import CsvLog, tensorboard_writer
+from .run_folder import check_out, prepare_out
+from .state import set_rng_state, training_state
+from .validation import validate
+
+
+def config_differences(expected: dict, found: dict, prefix: str = "") -> list[str]:
+    """'key: expected vs found' for each differing leaf of two model configs."""
+    differences = []
+    for key in sorted(set(expected) | set(found)):
+        a, b = expected.get(key), found.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key} {b} (this run: {a})")
+    return differences
+
+
+class Trainer:
+    """One training run (see the module doc); :meth:`run` returns its result."""
+
+    def __init__(self, args, ctx, stop) -> None:
+        self.args, self.ctx, self.stop = args, ctx, stop
+        self.device = ctx.device
+        self.log = print if ctx.is_main else (lambda *a, **k: None)
+        self.amp = autocast_for(self.device, args.amp)
+        on_cuda = self.device.type == "cuda"
+        channels_last = args.memory_format == "channels_last" or (args.memory_format == "auto" and on_cuda)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if on_cuda:
+            torch.backends.cudnn.benchmark = True  # fixed crop and batch: pick the fastest kernels once
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        check_out(args)
+        distributed.barrier(ctx)  # every rank checked before rank 0 creates anything
+        # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+        torch.manual_seed(args.seed)
+        self._open_data()
+        self._build_models()
+        self.step, self.best, self.elapsed_before = 0, -math.inf, 0.0
+        if args.init is not None:
+            self._initialise_from(args.init)
+        if args.resume_state is not None:
+            self._resume(args.resume_state)
+        self._wrap_for_ddp()
+        if ctx.is_main:  # only now that every input has been checked
+            prepare_out(args, self.log)
+        distributed.barrier(ctx)
+        self._open_batches()
+        self._announce()
+        self.train_csv = CsvLog(args.out / "train.csv", self.step if args.resume_state else None) if ctx.is_main else None
+        self.val_csv = CsvLog(args.out / "val.csv", self.step if args.resume_state else None) if ctx.is_main else None
+        self.tb = tensorboard_writer(args.out) if ctx.is_main else None
+
+    # ------------------------------------------------------------------ set-up
+    def _open_data(self) -> None:
+        args, ctx = self.args, self.ctx
+        self.train_set = batch_sources.open_dataset(args.train, "train", args.T, args.crop, True, args.seed, ctx,
+                                                    log=self.log if args.fit_crop else None)
+        args.crop = self.train_set.crop[0]
+        self.val_set = batch_sources.open_dataset(args.val, "val", args.T, None, False, args.seed, ctx)
+
+    def _build_models(self) -> None:
+        args = self.args
+        self.model = build_model(args.preset).to(self.device, memory_format=self.memory_format)
+        self.disc = build_discriminator(args.preset).to(self.device, memory_format=self.memory_format)
+        try:
+            vgg = load_vgg16(args.vgg_weights) if args.perceptual_weight > 0 else None
+        except (FileNotFoundError, ValueError) as e:
+            raise CliError(f"--vgg-weights: {e}") from None
+        self.vgg = vgg.to(self.device) if vgg is not None else None
+        self.optimizers = {
+            "middle": torch.optim.Adam(self.model.middle.parameters(), lr=args.lr, betas=(0.9, 0.999)),
+            "generator": torch.optim.Adam(self.model.generator.parameters(), lr=args.lr, betas=(0.9, 0.999)),
+            "discriminator": torch.optim.Adam(self.disc.parameters(), lr=args.lr, betas=(0.5, 0.999)),
+        }
+
+    def _initialise_from(self, path) -> None:
+        try:
+            state = load_checkpoint(path)
+            config = state.get("model_config")
+            if isinstance(config, dict) and config.get("kind") == "BlurToVideo" and config != self.model.config:
+                differences = config_differences(self.model.config, config)
+                raise CliError(f"--init {path}: its model differs from --preset {self.args.preset}'s: "
+                               f"{'; '.join(differences[:4])}{' ...' if len(differences) > 4 else ''}. "
+                               "Pass the --preset it was trained with")
+            self.model.load_state_dict(model_from_checkpoint(state, path).state_dict())
+            if "discriminator" in state:
+                disc = build_model_from_config(state["discriminator_config"], state["discriminator"])
+                self.disc.load_state_dict(disc.state_dict())
+        except (CheckpointError, ValueError, RuntimeError) as e:
+            raise CliError(f"--init: {str(e).splitlines()[0]}") from None
+        self.log(f"initialised from {path}")
+
+    def _resume(self, state) -> None:
+        args = self.args
+        try:
+            self.model.load_state_dict(model_from_checkpoint(state, args.resume_path).state_dict())
+            self.disc.load_state_dict(state["discriminator"])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+        except (CheckpointError, ValueError, RuntimeError, KeyError) as e:
+            raise CliError(f"--resume {args.resume_path}: {str(e).splitlines()[0]}") from None
+        self.step, self.best = state["step"], state.get("best_seq_psnr", -math.inf)
+        self.elapsed_before = state.get("elapsed_s", 0.0)
+        set_rng_state(state["rng"])
+        self.log(f"resumed from {args.resume_path} at step {self.step}")
+        saved_world = state["sampler"].get("world_size", 1)
+        if saved_world != self.ctx.world_size:
+            self.log(f"note: the run was saved with {saved_world} process(es), it resumes with "
+                     f"{self.ctx.world_size}: the data order from here on differs from an uninterrupted run")
+
+    def _wrap_for_ddp(self) -> None:
+        self.net = step_module.TeacherForced(self.model, self.args.stage)
+        self.disc_ddp = self.disc
+        if self.ctx.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.net, device_ids=ids)
+            self.disc_ddp = DistributedDataParallel(self.disc, device_ids=ids)
+
+    def _open_batches(self) -> None:
+        args = self.args
+        resident = args.loader == "resident" or (
+            args.loader == "auto" and batch_sources.fits_on_device(self.train_set.info, self.device))
+        if resident:
+            self.batches = batch_sources.ResidentBatches(self.train_set, args.batch_size, args.seed, self.ctx,
+                                                         self.step, self.device)
+            self.loader_name = f"resident on {self.device}"
+        else:
+            self.batches = batch_sources.hdf5_batches(self.train_set, args.batch_size, args.seed, self.ctx, self.step,
+                                                      args.num_workers, pin=self.device.type == "cuda")
+            self.loader_name = f"hdf5, {args.num_workers} worker(s)"
+
+    def _announce(self) -> None:
+        args, model = self.args, self.model
+        n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in
+                    (("middle", model.middle), ("generator", model.generator), ("disc", self.disc))}
+        chosen = " (chosen for the device; pass --preset to choose)" if args.preset_auto else ""
+        layout = "channels_last" if self.memory_format == torch.channels_last else "contiguous"
+        self.log(f"b2v_rnn.train | preset {args.preset}{chosen} | T={args.T} | stage {args.stage} | device "
+                 f"{self.device} x {self.ctx.world_size} | amp {'bf16' if args.amp else 'off'} | {layout}")
+        self.log(f"ops: {ops.describe()}")
+        self.log(f"params: φm {n_params['middle'] / 1e6:.3f} M, G {n_params['generator'] / 1e6:.3f} M, "
+                 f"D {n_params['disc'] / 1e6:.3f} M")
+        budget = f"{args.minutes:g} min budget" if args.minutes is not None else f"{args.max_steps:,} steps"
+        self.log(f"train: {self.train_set.path} ({len(self.train_set)} clips, crop {args.crop}, batch "
+                 f"{args.batch_size} x {self.ctx.world_size}, {self.loader_name}, {budget}) | val: {self.val_set.path} "
+                 f"({len(self.val_set)} clips, using {args.val_samples or len(self.val_set)})")
+        if args.perceptual_weight == 0:
+            middle_terms = "MSE only (--perceptual-weight 0)"
+        elif self.vgg is not None:
+            middle_terms = f"MSE + {args.perceptual_weight} x VGG16 perceptual (relu2_2, relu3_3)"
+        else:
+            middle_terms = (f"MSE + {args.gradient_weight} x gradient-L1 substitute (NO VGG16 weights: no "
+                            "perceptual loss)")
+        self.log(f"losses: L_middle = {middle_terms}; G: pair loss (eq. 5) + {args.adv_weight} x hinge adversarial")
+        if self.device.type == "cpu" and args.preset == "paper":
+            self.log("note: the paper preset on a CPU takes about a minute and several GB per step; "
+                     "--preset tiny or small finish in minutes or hours")
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu" and hasattr(os, "getloadavg") and "OMP_WAIT_POLICY" not in os.environ \
+                and threads > 1:
+            load, cores = os.getloadavg()[0], os.cpu_count() or 1
+            if load > cores:
+                # Measured: on 2 busy cores, spinning OpenMP threads made a tiny step 26x slower.
+                self.log(f"note: load average {load:.1f} on {cores} cores; other processes compete for the CPU. "
+                         "If steps are slow, set OMP_WAIT_POLICY=PASSIVE in the environment or pass --threads 1")
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        args, ctx = self.args, self.ctx
+        self.loop_start = self.last_save = time.monotonic()
+        self.sums: dict[str, torch.Tensor] = {}
+        self.interval_start, self.interval_steps = time.perf_counter(), 0
+        self.last_val: dict = {}
+        self.bar = tqdm(total=None if args.minutes is not None else args.max_steps, initial=self.step, desc="train",
+                        unit="step", dynamic_ncols=True, disable=args.no_progress or not ctx.is_main)
+        self.model.train()
+        self.disc.train()
+        stopped_by, finished = None, self.step >= args.max_steps or self._budget_spent()
+        while not finished:
+            self._set_lr()
+            losses = step_module.train_step(next(self.batches), self.net, self.disc_ddp, self.disc, self.vgg,
+                                            self.optimizers, args, self.device, self.amp, self.memory_format)
+            self._count(losses)
+            finished = self.step >= args.max_steps or self._budget_spent()
+            if self.step % args.log_every == 0 or finished:
+                self._log_interval()
+            saved = False
+            if self.step % args.val_every == 0 or finished:
+                self._validate_and_save()
+                saved = True
+            elif self._save_due():
+                self._save()
+                saved = True
+            stopped_by = distributed.max_over_ranks(self.stop.received or 0, ctx) or None
+            if stopped_by is not None:
+                if not saved:
+                    self._save()
+                distributed.barrier(ctx)
+                break
+        self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+        if finished:
+            stopped_by = None  # a signal during the last step: the run is complete all the same
+        if ctx.is_main:
+            self.log(f"stopped at step {self.step}: checkpoint.pt saved; continue with --resume --out {args.out}"
+                     if stopped_by is not None else f"done: {self.step} steps; outputs in {args.out}")
+        return {"model": self.model, "discriminator": self.disc, "step": self.step, "val": self.last_val,
+                "stopped_by": stopped_by}
+
+    def elapsed(self) -> float:
+        """Seconds of training in this run, earlier starts of a resumed run included."""
+        return self.elapsed_before + time.monotonic() - self.loop_start
+
+    def _budget_spent(self) -> bool:
+        if self.args.minutes is None:
+            return False
+        spent = int(self.elapsed() >= 60.0 * self.args.minutes)
+        return bool(distributed.max_over_ranks(spent, self.ctx))  # every rank stops at the same step
+
+    def _set_lr(self) -> None:
+        self.lr = step_module.lr_at(self.step, self.args, self.elapsed())
+        for opt in self.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = self.lr
+
+    def _count(self, losses: dict) -> None:
+        self.step += 1
+        self.interval_steps += 1
+        for k, v in losses.items():
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
+        self.bar.update(1)
+
+    def _log_interval(self) -> None:
+        args, ctx = self.args, self.ctx
+        values = {k: v.item() / self.interval_steps for k, v in self.sums.items()}  # one device sync per interval
+        mean = distributed.mean_over_ranks(values, ctx)
+        rate = self.interval_steps * args.batch_size * ctx.world_size / (time.perf_counter() - self.interval_start)
+        if ctx.is_main:
+            row = {"step": self.step, **{k: f"{v:.6g}" for k, v in mean.items()}, "lr": f"{self.lr:.4g}",
+                   "samples_per_s": f"{rate:.3g}"}
+            self.train_csv.write(row)
+            self.bar.set_postfix(mid=f"{mean['loss_mid']:.4f}", pair=f"{mean['loss_pair']:.4f}")
+            tqdm.write(f"step {self.step:>7d} | mid {mean['loss_mid']:.5f} pair {mean['loss_pair']:.5f} "
+                       f"adv {mean['loss_adv']:.4f} disc {mean['loss_disc']:.4f} | lr {self.lr:.3g} | "
+                       f"{rate:.1f} samples/s")
+            if self.tb is not None:
+                for k, v in mean.items():
+                    self.tb.add_scalar(f"train/{k}", v, self.step)
+        self.sums, self.interval_start, self.interval_steps = {}, time.perf_counter(), 0
+
+    def _validate_and_save(self) -> None:
+        args, ctx, step = self.args, self.ctx, self.step
+        if ctx.is_main:
+            t0 = time.perf_counter()
+            self.last_val, (y, pred, truth) = validate(self.model, self.val_set, args.T, self.device, self.amp,
+                                                       args.val_samples, self.memory_format)
+            val = self.last_val
+            tag = f"step_{step:06d}"
+            visualize.save_gif(visualize.side_by_side(y, pred, truth), args.out / "samples" / f"{tag}.gif")
+            visualize.plot_psnr_per_frame(
+                {"prediction": val["frame_psnr"], "blurry input": val["blurry_frame_psnr"]},
+                args.out / "plots" / f"psnr_{tag}.png", title=f"val psnr per frame, step {step}")
+            scalars = {k: v for k, v in val.items() if not isinstance(v, list)}
+            self.val_csv.write({"step": step, **{k: f"{v:.6g}" for k, v in scalars.items()}})
+            if self.tb is not None:
+                for k, v in scalars.items():
+                    self.tb.add_scalar(f"val/{k}", v, step)
+            tqdm.write(f"val {step:>7d} | middle PSNR {val['middle_psnr']:.2f} dB (blurry {val['blurry_psnr']:.2f}, "
+                       f"gain {val['middle_psnr_gain']:+.2f}) SSIM {val['middle_ssim']:.4f} | seq PSNR "
+                       f"{val['seq_psnr']:.2f} | PWPSNR {val['pwpsnr']:.2f} | consistency "
+                       f"{val['consistency_psnr']:.2f} | {time.perf_counter() - t0:.1f} s")
+            improved = val["seq_psnr"] > self.best
+            self.best = max(self.best, val["seq_psnr"])
+            state = self._state()
+            save_checkpoint(state, args.out / "checkpoint.pt")
+            if improved:
+                save_checkpoint(state, args.out / "best.pt")
+            self.last_save = time.monotonic()
+        distributed.barrier(ctx)
+        self.interval_start = time.perf_counter()  # validation time is not training throughput
+
+    def _save_due(self) -> bool:
+        args = self.args
+        if args.save_every is not None and self.step % args.save_every == 0:
+            return True
+        if args.save_minutes <= 0:
+            return False
+        due = int(time.monotonic() - self.last_save >= 60.0 * args.save_minutes)
+        return bool(distributed.max_over_ranks(due, self.ctx))
+
+    def _save(self) -> None:
+        if self.ctx.is_main:
+            save_checkpoint(self._state(), self.args.out / "checkpoint.pt")
+        self.last_save = time.monotonic()
+        distributed.barrier(self.ctx)
+
+    def _state(self) -> dict:
+        return training_state(self.model, self.disc, self.optimizers, self.step, self.args, self.best,
+                              self.ctx.world_size, elapsed_s=self.elapsed())
+
