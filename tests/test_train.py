@@ -155,3 +155,117 @@ def test_bad_input_is_a_clear_error(data, tmp_path, capsys):
     err = _exit(args(data, out, "--max-steps", "1"), capsys)
     assert "not empty" in err and str(out) in err
     assert (out / "keep.txt").read_text() == "earlier work"
+
+
+# ----------------------------------------------------------------------------- issue 12 / 14 additions
+def test_minutes_budget_ends_with_validation_and_a_checkpoint(data, tmp_path):
+    out = tmp_path / "budget"
+    result = train.main(args(data, out, "--minutes", "0.02", "--val-every", "1000", "--log-every", "1000"))
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert result["step"] >= 1 and state["step"] == result["step"] and state["elapsed_s"] >= 1.2
+    assert [int(r["step"]) for r in rows(out / "val.csv")] == [result["step"]]  # validated at the end
+    assert result["stopped_by"] is None
+
+
+def test_lr_follows_the_time_budget():
+    from argparse import Namespace
+
+    from b2v_rnn.training.step import lr_at
+
+    budget = Namespace(lr=1.0, min_lr=0.1, decay_steps=10, minutes=2.0)
+    assert lr_at(0, budget, elapsed_s=0.0) == pytest.approx(1.0)
+    assert lr_at(0, budget, elapsed_s=60.0) == pytest.approx(0.55)  # half the budget: half-way down the cosine
+    assert lr_at(10**6, budget, elapsed_s=120.0) == pytest.approx(0.1)
+    steps = Namespace(lr=1.0, min_lr=0.1, decay_steps=10, minutes=None)
+    assert lr_at(5, steps, elapsed_s=1e9) == pytest.approx(0.55)
+
+
+def test_save_every_writes_checkpoints_between_validations(data, tmp_path):
+    out = tmp_path / "save"
+    real_save, saved_steps = train.Trainer._save, []
+
+    def spy(self):
+        saved_steps.append(self.step)
+        real_save(self)
+
+    train.Trainer._save = spy
+    try:
+        train.main(args(data, out, "--max-steps", "5", "--val-every", "100", "--save-every", "2"))
+    finally:
+        train.Trainer._save = real_save
+    assert saved_steps == [2, 4] and load_checkpoint(out / "checkpoint.pt")["step"] == 5
+
+
+def test_a_failed_start_is_restarted_and_resume_says_how(data, tmp_path, capsys):
+    out = tmp_path / "failed"
+    (out / "samples").mkdir(parents=True)
+    (out / "train.csv").write_text("step,loss_mid\n")  # what a start killed before its first save leaves
+    err = _exit(["--out", str(out), "--resume", "--no-progress"], capsys)
+    assert "stopped before its first save" in err and "without --resume" in err
+    result = train.main(args(data, out, "--max-steps", "2", "--val-every", "2"))
+    assert result["step"] == 2 and (out / "checkpoint.pt").is_file()
+    assert "replacing them" in capsys.readouterr().out
+    err = _exit(args(data, out, "--max-steps", "2"), capsys)  # a real run now: never silently replaced
+    assert "--resume" in err and "--overwrite" in err
+
+
+def test_a_second_run_on_the_same_out_is_refused(data, tmp_path, capsys):
+    from b2v_rnn.outputs import locked_output
+
+    out = tmp_path / "busy"
+    with locked_output(out):
+        err = _exit(args(data, out, "--max-steps", "1"), capsys)
+    assert "in use by PID" in err and str(os.getpid()) in err
+
+
+def test_amp_trains_on_cpu_in_bfloat16(data, tmp_path, capsys):
+    result = train.main(args(data, tmp_path / "amp", "--max-steps", "3", "--val-every", "3", "--amp",
+                             "--memory-format", "channels_last"))
+    assert result["step"] == 3 and result["val"]["middle_psnr"] > 10
+    assert "amp bf16 | channels_last" in capsys.readouterr().out
+
+
+def test_resident_batches_resume_exactly_and_keep_y_the_mean_of_x(data, tmp_path):
+    from b2v_rnn.data import BlurSequenceDataset
+    from b2v_rnn.data.augment import Augment
+    from b2v_rnn.distributed import Context
+    from b2v_rnn.training.batches import ResidentBatches
+
+    ctx = Context(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
+    dataset = BlurSequenceDataset(data / "train.h5", crop=20, augment=Augment(noise_std=0.0), T=3, seed=0)
+    stream = ResidentBatches(dataset, 4, seed=1, ctx=ctx, start_step=0, device=torch.device("cpu"))
+    first = [next(stream) for _ in range(6)]
+    later = ResidentBatches(dataset, 4, seed=1, ctx=ctx, start_step=4, device=torch.device("cpu"))
+    for expected in first[4:]:
+        got = next(later)
+        torch.testing.assert_close(got["sharp"], expected["sharp"], rtol=0, atol=0)
+    for batch in first:
+        assert batch["blurry"].shape == (4, 3, 20, 20) and batch["sharp"].shape == (4, 3, 3, 20, 20)
+        # The same crop, turn, flip and channel order for y and every frame: y stays their rounded mean.
+        assert (batch["blurry"] - batch["sharp"].mean(1)).abs().max() <= 0.5 / 255 + 1e-6
+    assert not torch.equal(first[0]["sharp"], first[1]["sharp"])
+
+    common = ("--loader", "resident", "--val-every", "2", "--decay-steps", "4")
+    whole = train.main(args(data, tmp_path / "whole", "--max-steps", "4", *common))
+    train.main(args(data, tmp_path / "split", "--max-steps", "2", *common))
+    resumed = train.main(["--out", str(tmp_path / "split"), "--resume", "--max-steps", "4", "--no-progress",
+                          "--loader", "resident"])
+    torch.testing.assert_close(params(resumed["model"]), params(whole["model"]), rtol=1e-5, atol=1e-6)
+
+
+def test_messages_name_the_option(data, tmp_path, capsys):
+    assert "--lr nan: must be a finite number" in _exit(args(data, tmp_path / "a", "--lr", "nan"), capsys)
+    assert "--minutes -1" in _exit(args(data, tmp_path / "a", "--minutes", "-1"), capsys)
+    assert "--T 4" in _exit(args(data, tmp_path / "a", "--T", "4"), capsys)
+    small = tmp_path / "small"
+    train.main(args(data, small, "--max-steps", "1", "--val-every", "1"))
+    argv = args(data, tmp_path / "b", "--max-steps", "1", "--init", str(small / "checkpoint.pt"))
+    argv[argv.index("tiny")] = "small"
+    err = _exit(argv, capsys)
+    assert err.count("\n") == 1 and "--init" in err and "--preset small" in err and "pass --preset tiny" in err
+
+
+def test_no_preset_on_a_cpu_is_the_tiny_one():
+    parsed = train.parse_args(["--device", "cpu"])
+    assert parsed.preset == "tiny" and parsed.preset_auto and parsed.max_steps == 300
+    assert train.parse_args(["--device", "cpu", "--preset", "small"]).preset == "small"

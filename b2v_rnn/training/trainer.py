@@ -112,9 +112,10 @@ class Trainer:
             config = state.get("model_config")
             if isinstance(config, dict) and config.get("kind") == "BlurToVideo" and config != self.model.config:
                 differences = config_differences(self.model.config, config)
-                raise CliError(f"--init {path}: its model differs from --preset {self.args.preset}'s: "
-                               f"{'; '.join(differences[:4])}{' ...' if len(differences) > 4 else ''}. "
-                               "Pass the --preset it was trained with")
+                trained = state.get("args", {}).get("preset")
+                remedy = f"pass --preset {trained}" if trained else "pass the --preset it was trained with"
+                raise CliError(f"--init {path}: its model differs from --preset {self.args.preset}'s "
+                               f"({'; '.join(differences[:3])}{' ...' if len(differences) > 3 else ''}); {remedy}")
             self.model.load_state_dict(model_from_checkpoint(state, path).state_dict())
             if "discriminator" in state:
                 disc = build_model_from_config(state["discriminator_config"], state["discriminator"])
