@@ -52,6 +52,6 @@ setup(
     extras_require={"test": ["pytest", "pytest-benchmark", "hypothesis"], "video": ["imageio", "imageio-ffmpeg"]},
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
-    package_data={"b2v_rnn": ["weights/*.pt", "weights/*.sha256"]},
+    package_data={"b2v_rnn": ["weights/*.pt", "weights/*.sha256", "samples/*.png"]},
     zip_safe=False,
 )

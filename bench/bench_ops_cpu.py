@@ -17,6 +17,7 @@ every allocator (torch, oneDNN scratchpads, MKL), the output included.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -28,6 +29,9 @@ import torch.nn.functional as F
 from ops_helpers import strided_conv_weight
 
 from b2v_rnn import ops
+
+# `fused` times the kernels, whatever the default dispatch picks for a dtype.
+pytestmark = pytest.mark.usefixtures("fused_always")
 
 REPO = Path(__file__).resolve().parents[1]
 ROUNDS = 5
@@ -113,7 +117,8 @@ def peak_memory_mib(op: str, impl: str, height: int, width: int, backward: bool)
     if not Path("/proc/self/clear_refs").exists():
         return None
     code = MEASURE.format(bench=str(Path(__file__).parent), tests=str(REPO / "tests"), op=op, impl=impl, height=height, width=width, backward=backward)
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600)
+    env = {**os.environ, "B2V_FUSED": "always"}  # the kernels, as in the timed runs
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"peak-memory run failed:\n{result.stderr}")
     return round(json.loads(result.stdout.strip().splitlines()[-1])["peak_mem_MiB"], 1)

@@ -20,7 +20,10 @@ import torch.nn.functional as F
 
 from b2v_rnn import ops
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: nothing to benchmark")
+pytestmark = [
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: nothing to benchmark"),
+    pytest.mark.usefixtures("fused_always"),  # `fused` times the kernels (the default dispatch picks cuDNN)
+]
 
 FACTOR = 4
 # (case id, batch, image height, image width): the resampling conv maps the 1-channel image

@@ -37,3 +37,16 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         machine_info["load_average_at_start"] = os.getloadavg()
     if torch.cuda.is_available():
         machine_info["gpu"] = torch.cuda.get_device_name()
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def fused_always():
+    """The b2v_rnn ops take their fused kernels wherever one exists (``B2V_FUSED=always``):
+    the op benchmarks time the kernels, not the default dispatch."""
+    from b2v_rnn import ops
+
+    with ops.fused("always"):
+        yield
