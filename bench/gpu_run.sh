@@ -12,7 +12,8 @@
 #   weights.pt   the trained model (slim, hash-checked; b2v_rnn.export), and weights.pt.sha256
 #   bench.json   pytest-benchmark JSON of the CUDA benchmarks
 #   results.tar.gz  every log, the run's CSVs, sample GIFs and plots, metrics.json, evaluation figures
-# and details/ with the same files unpacked (delete it before fetching if the transfer counts files).
+# and details/ (or $B2V_GPU_DETAILS) with the same files unpacked, the generated data and the full
+# checkpoints. On a lease whose transfer counts files, point B2V_GPU_DETAILS outside OUTDIR.
 # Knobs (environment): B2V_GPU_PRESET (small), B2V_GPU_BATCH (64), B2V_GPU_CROP (80), B2V_GPU_CLIPS
 # (2048 training clips), B2V_GPU_SCENES (real_motion), B2V_GPU_SIZE (96 px), B2V_GPU_BENCH (pytest -k filter).
 set -uo pipefail
@@ -22,7 +23,7 @@ out=${1:?usage: bench/gpu_run.sh OUTDIR [TRAIN_MINUTES]}
 minutes=${2:-10}
 dry=${B2V_GPU_RUN_DRY:-0}
 python=${PYTHON:-python3}
-details="$out/details"
+details=${B2V_GPU_DETAILS:-$out/details}
 logs="$details/logs"
 mkdir -p "$logs"
 summary="$out/summary.md"
