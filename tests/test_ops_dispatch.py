@@ -178,3 +178,30 @@ def test_torch_compile_traces_the_ops_under_autocast():
         eager = layer(x)
         compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)(x)
     torch.testing.assert_close(compiled, eager)
+
+
+# ----------------------------------------------------------------------------- layout
+@pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
+def test_channels_last_end_to_end(amp):
+    """With a channels_last model and input, every layer's output stays channels_last on the
+    eager path (what CUDA runs), and the frames equal the contiguous model's."""
+    fresh_seed()
+    model = build_model("tiny")
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    y = torch.rand(2, 3, 40, 40)
+    expected = model.extract(y, 5)
+    model = model.to(memory_format=torch.channels_last)
+    layouts = []
+
+    def record(module, inputs, output):
+        if isinstance(output, torch.Tensor) and output.dim() == 4 and output.shape[1] > 1:
+            layouts.append((type(module).__name__, output.is_contiguous(memory_format=torch.channels_last)))
+
+    hooks = [m.register_forward_hook(record) for m in model.modules()]
+    with ops.fused("never"), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+        frames = model.extract(y.contiguous(memory_format=torch.channels_last), 5)
+    for hook in hooks:
+        hook.remove()
+    assert layouts and all(kept for _, kept in layouts), [name for name, kept in layouts if not kept]
+    assert _relative_error(frames, expected) < (3e-2 if amp else 1e-5)
