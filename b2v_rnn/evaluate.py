@@ -191,7 +191,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         except DataError as e:  # damage the checksum pass could not see (a file without checksums)
             raise CliError(f"--data: {e}") from None
         seconds = time.perf_counter() - start
-        print(f"{data} | {checkpoint} | T={T} | {device} | {seconds:.1f} s")
+        from . import ops
+
+        print(f"{data} | {checkpoint} | T={T} | {device} | amp {'bf16' if args.amp else 'off'} | {seconds:.1f} s")
+        print(f"ops: {ops.describe()}")
         print(format_table(summary))
         if out is not None:
             report = {

@@ -449,6 +449,10 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
             for earlier in VIDEO_FORMATS:  # an --overwrite run without a format drops its old file
                 if earlier not in formats:
                     (out.path / f"{plan.stem}.{earlier}").unlink(missing_ok=True)
+            if not written:  # once: which implementation computed the frames
+                from . import ops
+
+                tqdm.write(f"{device}, amp {'bf16' if args.amp else 'off'} | ops: {ops.describe()}")
             written.append(plan.folder)
             made = ", ".join(str(p) for p in plan.videos)
             tqdm.write(f"{plan.image} ({header.width}x{header.height}) -> {plan.folder}/ ({args.T} frames)"
