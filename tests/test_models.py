@@ -12,6 +12,7 @@ import torch
 from b2v_rnn.losses import adversarial_discriminator_loss, middle_loss, sequence_losses
 from b2v_rnn.models import (
     BlurToVideo,
+    MiddleNet,
     PatchDiscriminator,
     VGG16Features,
     build_discriminator,
@@ -311,3 +312,21 @@ def test_motion_option_config_and_old_configs():
     rebuilt.load_state_dict(flow.state_dict())
     with pytest.raises(ValueError, match="unknown motion parameterisation 'optical'"):
         RecurrentGenerator(motion="optical")
+
+
+def test_linear_skip_starts_at_zero_and_enters_the_config_only_when_set():
+    torch.manual_seed(0)
+    middle = MiddleNet(8, 2, 0, 1, 4, 8, linear_skip=3)
+    generator = RecurrentGenerator(12, 6, 6, 4, 2, 2, 5, 16, motion="flow", flow_channels=8, linear_skip=3)
+    y, near, far = (torch.rand(1, 3, 21, 19) for _ in range(3))
+    assert torch.equal(middle(y), y) and torch.equal(generator(y, near, far), near)
+    assert middle.config["linear_skip"] == 3 and generator.config["linear_skip"] == 3
+    assert "linear_skip" not in MiddleNet(8, 2, 0, 1, 4, 8).config
+    # The skip is a plain convolution: a 3×3 identity kernel on y adds y to φm's output.
+    with torch.no_grad():
+        middle.skip.weight.zero_()
+        for c in range(3):
+            middle.skip.weight[c, c, 1, 1] = 1.0
+    assert torch.allclose(middle(y), 2 * y)
+    with pytest.raises(ValueError, match="odd kernel size"):
+        MiddleNet(linear_skip=2)

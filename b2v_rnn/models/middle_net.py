@@ -19,6 +19,10 @@ class MiddleNet(nn.Module):
     RGB network of width ``rgb_channels`` produces f (see :class:`~.blocks.PlaneRefinement`).
     Defaults are the paper's widths (≈5 M parameters). Any H×W: inputs are padded by reflection
     to multiples of ``factor`` and the output cropped back.
+
+    ``linear_skip`` = s > 0 adds a plain s×s convolution of y (3 → 3 channels, no normalisation,
+    zero at initialisation) to the output: a learned linear deblurring filter whose correction
+    scales with the input's contrast, which the InstanceNorm-ended trunk learns only slowly.
     """
 
     def __init__(
@@ -29,6 +33,7 @@ class MiddleNet(nn.Module):
         fusion_taps: int = 4,
         factor: int = 4,
         rgb_channels: int = 64,
+        linear_skip: int = 0,
     ) -> None:
         super().__init__()
         self.config = {
@@ -40,6 +45,15 @@ class MiddleNet(nn.Module):
             "rgb_channels": rgb_channels,
         }
         self.factor = factor
+        self.linear_skip = linear_skip
+        if linear_skip:
+            if linear_skip < 0 or linear_skip % 2 == 0:
+                raise ValueError(f"linear_skip must be 0 (off) or an odd kernel size, got {linear_skip}")
+            # Only when set, so configs and state dicts of earlier weights stay as they were.
+            self.config["linear_skip"] = linear_skip
+            self.skip = nn.Conv2d(3, 3, linear_skip, padding=linear_skip // 2, padding_mode="reflect")
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
         # No bias: the features are only read through InstanceNorms.
         self.feature_extraction = ResampleConv2d(1, channels, 5, factor, bias=False)
         self.refinement = PlaneRefinement(channels, num_blocks, num_dilated, fusion_taps, factor, rgb_channels)
@@ -48,4 +62,6 @@ class MiddleNet(nn.Module):
         padded, size = pad_to_multiple(y, self.factor)
         planes = fold_planes(padded)
         correction = self.refinement(self.feature_extraction(planes), F.pixel_unshuffle(planes, self.factor))
+        if self.linear_skip:
+            correction = correction + self.skip(padded)
         return crop_to(padded + correction, size)

@@ -58,6 +58,12 @@ class RecurrentGenerator(nn.Module):
       channels) predicts a flow at 1/``factor`` resolution, upsampled bilinearly, in pixels;
       ``output = warp(near, flow) + f``, where f is the refinement's correction of the warped
       frame. The flow's last conv starts at zero, so an untrained G still returns ``near``.
+
+    ``linear_skip`` = s > 0 adds a plain s×s convolution of (y, near, far) (9 → 3 channels, no
+    normalisation, zero at initialisation) to the output. Every path of the trunk ends in an
+    InstanceNorm, whose output has the same contrast whatever the input's, so the trunk learns a
+    correction proportional to the input (the direction-free mix ``1.5·y − 0.5·near`` at T = 3,
+    linear extrapolation ``2·near − far``, a sharpening filter) slowly; this path holds it at once.
     """
 
     def __init__(
@@ -72,6 +78,7 @@ class RecurrentGenerator(nn.Module):
         rgb_channels: int = 32,
         motion: str = "residual",
         flow_channels: int = 32,
+        linear_skip: int = 0,
     ) -> None:
         super().__init__()
         self.config = {
@@ -90,7 +97,15 @@ class RecurrentGenerator(nn.Module):
             # Only non-default options enter the config, so the configs (and state dicts) of
             # residual weights trained before the option existed stay exactly as they were.
             self.config.update(motion=motion, flow_channels=flow_channels)
+        if linear_skip:
+            if linear_skip < 0 or linear_skip % 2 == 0:
+                raise ValueError(f"linear_skip must be 0 (off) or an odd kernel size, got {linear_skip}")
+            self.config.update(linear_skip=linear_skip)
+            self.skip = nn.Conv2d(9, 3, linear_skip, padding=linear_skip // 2, padding_mode="reflect")
+            nn.init.zeros_(self.skip.weight)
+            nn.init.zeros_(self.skip.bias)
         self.motion = motion
+        self.linear_skip = linear_skip
         self.factor = factor
         self.blurry_extraction = ResampleConv2d(1, blurry_channels, 5, factor, bias=False)
         self.near_extraction = ResampleConv2d(1, near_channels, 5, factor, bias=False)
@@ -128,6 +143,8 @@ class RecurrentGenerator(nn.Module):
             base = warp(base, self.predict_flow(features))
             near_planes = fold_planes(base)
         correction = self.refinement(features, F.pixel_unshuffle(near_planes, self.factor))
+        if self.linear_skip:
+            correction = correction + self.skip(torch.cat(padded, dim=1))
         return crop_to(base + correction, y.shape[-2:])
 
     def predict_flow(self, features: Tensor) -> Tensor:
