@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import warnings
 from typing import Callable, Sequence
 
 import torch
@@ -23,8 +24,16 @@ class CliError(Exception):
     """Bad input a user can fix; the message names the file or option and the value."""
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """`warnings.formatwarning` for the commands: "warning: MESSAGE", without the file, line
+    number and source line Python adds, which mean nothing to someone running a command."""
+    return f"warning: {message}\n"
+
+
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
-    """Run `main(argv)`; print expected errors as `error: ...` and exit with status 2."""
+    """Run `main(argv)`; print expected errors as `error: ...` and exit with status 2, and
+    warnings as one `warning: ...` line each."""
+    warnings.formatwarning = one_line_warning
     try:
         main(argv)
     except CliError as e:
