@@ -8,7 +8,7 @@
 Without --train/--val the embedded synthetic train and val files are used (generated and
 cached on first use, see `b2v_rnn.data.default_dataset`).
 
-One step, stage "joint" (the paper's default, teacher forcing):
+One step, stage "joint" (the paper's default, teacher forcing; --pair-loss chooses G's loss):
   1. φm: x̂[m] = φm(y), loss L_middle = MSE + λp · perceptual (Table 1, step 1).
   2. G is unrolled around the TRUE middle frame x[m] (teacher forcing), loss = the pair
      loss of every symmetric pair + λadv · the adversarial loss of every generated
@@ -27,10 +27,10 @@ M resumed, give the weights of N+M uninterrupted steps (CPU, same thread count, 
 
 Outputs under --out (only rank 0 writes; the folder is locked while a run writes there):
 checkpoint.pt (latest: at each validation, every --save-every steps and every --save-minutes),
-best.pt (best validation sequence PSNR), train.csv (losses averaged over each --log-every
-interval), val.csv (the metrics of `b2v_rnn.metrics`), samples/step_NNNNNN.gif (blurry |
-predicted | true frames), plots/psnr_step_NNNNNN.png (per-frame validation PSNR),
-tensorboard/ if installed. A folder that holds only the outputs of a start that never
+best.pt (best validation per-patch sequence PSNR, `b2v_rnn.metrics`), train.csv (losses
+averaged over each --log-every interval), val.csv (the metrics of `b2v_rnn.metrics`),
+samples/step_NNNNNN.gif (blurry | predicted | true frames), plots/psnr_step_NNNNNN.png
+(per-frame validation PSNR), tensorboard/ if installed. A folder that holds only the outputs of a start that never
 saved a checkpoint is simply started again.
 
 Time budget: --minutes N spreads the learning-rate decay over N minutes of training and

@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from b2v_rnn import ops
 from b2v_rnn.cli import autocast_for
-from b2v_rnn.losses import ADVERSARIAL_WEIGHT, GRADIENT_WEIGHT, PERCEPTUAL_WEIGHT
+from b2v_rnn.losses import ADVERSARIAL_WEIGHT, DEFAULT_PAIR_LOSS, GRADIENT_WEIGHT, PAIR_PATCH, PERCEPTUAL_WEIGHT
 from b2v_rnn.models import build_discriminator, build_model
 from b2v_rnn.training.step import TeacherForced, train_step
 from timing import mean_seconds
@@ -54,7 +54,7 @@ def run_training(benchmark, preset, batch, crop, device, amp, rounds, warmup):
         "discriminator": torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.5, 0.999)),
     }
     args = Namespace(perceptual_weight=PERCEPTUAL_WEIGHT, gradient_weight=GRADIENT_WEIGHT,
-                     adv_weight=ADVERSARIAL_WEIGHT)
+                     adv_weight=ADVERSARIAL_WEIGHT, pair_loss=DEFAULT_PAIR_LOSS, pair_patch=PAIR_PATCH)
     batch_data = {"blurry": torch.rand(batch, 3, crop, crop, device=device),
                   "sharp": torch.rand(batch, T, 3, crop, crop, device=device)}
     net = TeacherForced(model, "joint")

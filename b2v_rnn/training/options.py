@@ -11,7 +11,7 @@ import torch
 
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..cli import CliError, HelpFormatter, add_device_arguments, check_T
-from ..losses import ADVERSARIAL_WEIGHT, GRADIENT_WEIGHT, PERCEPTUAL_WEIGHT
+from ..losses import ADVERSARIAL_WEIGHT, DEFAULT_PAIR_LOSS, GRADIENT_WEIGHT, PAIR_LOSSES, PAIR_PATCH, PERCEPTUAL_WEIGHT
 
 # Per-preset defaults for what --preset leaves open. "paper": the paper's 320 px crops and
 # batch 24 (Sec. 7). "tiny": the main job, a few minutes on 2 CPU cores with the embedded
@@ -33,7 +33,7 @@ step takes about a minute and 7 GB), so a CPU gets the preset that finishes in m
 # On --resume every option not typed on the command line is taken from the checkpoint.
 # Changing these would change what the resumed run computes: a conflicting value is an error.
 FIXED_ON_RESUME = ("preset", "T", "crop", "batch_size", "seed", "stage", "train", "val", "lr", "min_lr",
-                   "adv_weight", "perceptual_weight", "gradient_weight", "decay_steps")
+                   "adv_weight", "perceptual_weight", "gradient_weight", "decay_steps", "pair_loss", "pair_patch")
 
 # Taken from the command line (or its defaults) even on --resume: where and how to run.
 NOT_RESTORED = ("resume", "out", "overwrite", "init", "device", "num_workers", "no_progress", "threads", "fit_crop",
@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decay-steps", type=int,
                    help="length of the cosine decay (default: --max-steps of the first start; a resumed run "
                         "with a larger --max-steps keeps it, and trains on at the final rate)")
+    p.add_argument("--pair-loss", choices=PAIR_LOSSES, default=DEFAULT_PAIR_LOSS,
+                   help="G's order-invariant pair loss: patch_mse / patch_charbonnier choose, per --pair-patch "
+                        "square, the better of the two assignments of the pair (so G can learn a direction); "
+                        "eq5 is the paper's per-pixel form, kept for the ablation")
+    p.add_argument("--pair-patch", type=int, default=PAIR_PATCH, help="patch side p of the per-patch pair losses")
     p.add_argument("--adv-weight", type=float, default=ADVERSARIAL_WEIGHT,
                    help="λadv, weight of G's hinge adversarial loss (0 = no discriminator)")
     p.add_argument("--perceptual-weight", type=float, default=PERCEPTUAL_WEIGHT,
@@ -142,6 +147,8 @@ def _restore_from_checkpoint(args, parser, argv) -> None:
         elif key in FIXED_ON_RESUME and new != old:
             raise CliError(f"--{key.replace('_', '-')} {new} differs from {old} in {path}; a resumed run "
                            "keeps the settings it started with (start a new run with --init instead)")
+    if "pair_loss" not in state["args"] and "pair_loss" not in explicit:
+        args.pair_loss = "eq5"  # runs saved before the option existed trained with eq. 5
     args.resume_state, args.resume_path = state, path
 
 
@@ -189,6 +196,8 @@ def _validate(args: argparse.Namespace) -> None:
     for key in ("batch_size", "max_steps", "val_every", "log_every", "decay_steps"):
         if getattr(args, key) < 1:
             raise CliError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be >= 1")
+    if args.pair_patch < 1:
+        raise CliError(f"--pair-patch {args.pair_patch}: must be >= 1")
     if args.save_every is not None and args.save_every < 1:
         raise CliError(f"--save-every {args.save_every}: must be >= 1")
     if args.minutes is not None and args.minutes <= 0:

@@ -33,6 +33,11 @@ from .run_folder import check_out, prepare_out
 from .state import set_rng_state, training_state
 from .validation import validate
 
+SELECTION_METRIC = "patch_seq_psnr"
+"""best.pt is the checkpoint with the highest validation per-patch sequence PSNR: each moving
+layer's direction is ambiguous on its own, so the global best-direction figure scores correct
+multi-object answers as wrong (issue 11)."""
+
 
 def config_differences(expected: dict, found: dict, prefix: str = "") -> list[str]:
     """'key: expected vs found' for each differing leaf of two model configs."""
@@ -133,7 +138,9 @@ class Trainer:
                 opt.load_state_dict(state["optimizers"][name])
         except (CheckpointError, ValueError, RuntimeError, KeyError) as e:
             raise CliError(f"--resume {args.resume_path}: {str(e).splitlines()[0]}") from None
-        self.step, self.best = state["step"], state.get("best_seq_psnr", -math.inf)
+        self.step = state["step"]
+        # best.pt was chosen by another figure before SELECTION_METRIC: start the comparison afresh
+        self.best = state.get("best_value", -math.inf) if state.get("best_metric") == SELECTION_METRIC else -math.inf
         self.elapsed_before = state.get("elapsed_s", 0.0)
         set_rng_state(state["rng"])
         self.log(f"resumed from {args.resume_path} at step {self.step}")
@@ -185,7 +192,8 @@ class Trainer:
         else:
             middle_terms = (f"MSE + {args.gradient_weight} x gradient-L1 substitute (NO VGG16 weights: no "
                             "perceptual loss)")
-        self.log(f"losses: L_middle = {middle_terms}; G: pair loss (eq. 5) + {args.adv_weight} x hinge adversarial")
+        pair = "eq. 5 (per pixel)" if args.pair_loss == "eq5" else f"{args.pair_loss}, per {args.pair_patch} px patch"
+        self.log(f"losses: L_middle = {middle_terms}; G: pair loss ({pair}) + {args.adv_weight} x hinge adversarial")
         if self.device.type == "cpu" and args.preset == "paper":
             self.log("note: the paper preset on a CPU takes about a minute and several GB per step; "
                      "--preset tiny or small finish in minutes or hours")
@@ -302,10 +310,11 @@ class Trainer:
                     self.tb.add_scalar(f"val/{k}", v, step)
             tqdm.write(f"val {step:>7d} | middle PSNR {val['middle_psnr']:.2f} dB (blurry {val['blurry_psnr']:.2f}, "
                        f"gain {val['middle_psnr_gain']:+.2f}) SSIM {val['middle_ssim']:.4f} | seq PSNR "
-                       f"{val['seq_psnr']:.2f} | PWPSNR {val['pwpsnr']:.2f} | consistency "
+                       f"{val['seq_psnr']:.2f} | per-patch seq PSNR {val['patch_seq_psnr']:.2f} (gain "
+                       f"{val['patch_seq_psnr_gain']:+.2f}) | PWPSNR {val['pwpsnr']:.2f} | consistency "
                        f"{val['consistency_psnr']:.2f} | {time.perf_counter() - t0:.1f} s")
-            improved = val["seq_psnr"] > self.best
-            self.best = max(self.best, val["seq_psnr"])
+            improved = val[SELECTION_METRIC] > self.best
+            self.best = max(self.best, val[SELECTION_METRIC])
             state = self._state()
             save_checkpoint(state, args.out / "checkpoint.pt")
             if improved:
