@@ -48,10 +48,11 @@ def run_training(benchmark, preset, batch, crop, device, amp, rounds, warmup):
     layout = torch.channels_last if device == "cuda" else torch.contiguous_format
     model = build_model(preset).to(device, memory_format=layout)
     disc = build_discriminator(preset).to(device, memory_format=layout)
+    fused = {"fused": True} if device == "cuda" else {}  # as the trainer does
     optimizers = {
-        "middle": torch.optim.Adam(model.middle.parameters(), lr=1e-4),
-        "generator": torch.optim.Adam(model.generator.parameters(), lr=1e-4),
-        "discriminator": torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.5, 0.999)),
+        "middle": torch.optim.Adam(model.middle.parameters(), lr=1e-4, **fused),
+        "generator": torch.optim.Adam(model.generator.parameters(), lr=1e-4, **fused),
+        "discriminator": torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.5, 0.999), **fused),
     }
     args = Namespace(perceptual_weight=PERCEPTUAL_WEIGHT, gradient_weight=GRADIENT_WEIGHT,
                      adv_weight=ADVERSARIAL_WEIGHT, pair_loss=DEFAULT_PAIR_LOSS, pair_patch=PAIR_PATCH)

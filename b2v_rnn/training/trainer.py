@@ -105,10 +105,12 @@ class Trainer:
         except (FileNotFoundError, ValueError) as e:
             raise CliError(f"--vgg-weights: {e}") from None
         self.vgg = vgg.to(self.device) if vgg is not None else None
+        # On CUDA one fused kernel per optimiser step instead of a few per parameter tensor.
+        fused = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizers = {
-            "middle": torch.optim.Adam(self.model.middle.parameters(), lr=args.lr, betas=(0.9, 0.999)),
-            "generator": torch.optim.Adam(self.model.generator.parameters(), lr=args.lr, betas=(0.9, 0.999)),
-            "discriminator": torch.optim.Adam(self.disc.parameters(), lr=args.lr, betas=(0.5, 0.999)),
+            "middle": torch.optim.Adam(self.model.middle.parameters(), lr=args.lr, betas=(0.9, 0.999), **fused),
+            "generator": torch.optim.Adam(self.model.generator.parameters(), lr=args.lr, betas=(0.9, 0.999), **fused),
+            "discriminator": torch.optim.Adam(self.disc.parameters(), lr=args.lr, betas=(0.5, 0.999), **fused),
         }
 
     def _initialise_from(self, path) -> None:
@@ -136,6 +138,8 @@ class Trainer:
             self.disc.load_state_dict(state["discriminator"])
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
+                for group in opt.param_groups:  # a GPU run's fused Adam may resume on a CPU, and back
+                    group["fused"] = self.device.type == "cuda" or None
         except (CheckpointError, ValueError, RuntimeError, KeyError) as e:
             raise CliError(f"--resume {args.resume_path}: {str(e).splitlines()[0]}") from None
         self.step = state["step"]
