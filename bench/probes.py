@@ -1,8 +1,8 @@
 """Fast design probes (issue 11): minutes on a CPU, one command each, to decide a design.
 
-    python -m bench.probes generator --loss patch_mse --motion flow --steps 300
-    python -m bench.probes generator --loss eq5 --motion residual --steps 300
-    python -m bench.probes middle --steps 300 --lr 2e-3
+    python -m bench.probes generator                      # the presets' G: flow + 3×3 linear skip, patch MSE
+    python -m bench.probes generator --loss eq5 --motion residual --linear-skip 0   # the paper's
+    python -m bench.probes middle --data broad --steps 200
 
 ``generator``: G alone, teacher-forced (unrolled around the TRUE middle frame x[m]), trained
 on the chosen pair loss. ``middle``: φm alone on :func:`~b2v_rnn.losses.middle_loss`. Both
@@ -59,13 +59,13 @@ def random_batch(sharp: torch.Tensor, batch: int, crop: int, generator: torch.Ge
     return x.mean(dim=1), x
 
 
-def tiny_model(motion: str = "residual", linear_skip: int = 0) -> BlurToVideo:
-    """The ``tiny`` preset with G's ``motion`` parameterisation and both networks' ``linear_skip``."""
+def tiny_model(motion: str = "flow", generator_skip: int = 3, middle_skip: int = 0) -> BlurToVideo:
+    """The ``tiny`` preset with G's ``motion`` and ``linear_skip`` = ``generator_skip`` and φm's
+    ``linear_skip`` = ``middle_skip`` (the defaults are the preset's)."""
     sizes = PRESETS["tiny"]
-    generator = {**sizes["generator"], "motion": motion, "linear_skip": linear_skip}
-    if motion == "flow":
-        generator.setdefault("flow_channels", 16)
-    middle = {**sizes["middle"], "linear_skip": linear_skip}
+    generator = {**sizes["generator"], "motion": motion, "linear_skip": generator_skip}
+    generator.setdefault("flow_channels", 16)
+    middle = {**sizes["middle"], "linear_skip": middle_skip}
     return BlurToVideo(MiddleNet(**middle), RecurrentGenerator(**generator))
 
 
@@ -96,7 +96,7 @@ def report(label: str, s: dict, T: int) -> str:
 
 
 def run_generator_probe(steps: int = 300, loss: str = "patch_mse", motion: str = "flow", patch: int = 16,
-                        linear_skip: int = 0,
+                        linear_skip: int = 3,
                         data: str = "real_motion", T: int = 7, size: int = 64, crop: int = 48, batch: int = 8,
                         lr: float = 2e-3, scenes: int = 96, val_scenes: int = 12, seed: int = 0,
                         log=print) -> dict:
@@ -104,7 +104,7 @@ def run_generator_probe(steps: int = 300, loss: str = "patch_mse", motion: str =
     torch.manual_seed(seed)
     train_settings, val_settings = DATA[data]
     train, val = render(scenes, size, T, train_settings, seed), render(val_scenes, size, T, val_settings, seed + 1)
-    model = tiny_model(motion, linear_skip)
+    model = tiny_model(motion, generator_skip=linear_skip)
     optimizer = torch.optim.Adam(model.generator.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     start = score(model, val, teacher=True)
@@ -133,7 +133,7 @@ def run_middle_probe(steps: int = 300, data: str = "real_motion", T: int = 7, si
     torch.manual_seed(seed)
     train_settings, val_settings = DATA[data]
     train, val = render(scenes, size, T, train_settings, seed), render(val_scenes, size, T, val_settings, seed + 1)
-    model = tiny_model("residual", linear_skip)
+    model = tiny_model(middle_skip=linear_skip)
     optimizer = torch.optim.Adam(model.middle.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     start = score(model, val, teacher=False)
@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loss", choices=PAIR_LOSSES, default="patch_mse", help="generator: the pair loss")
     parser.add_argument("--patch", type=int, default=16, help="generator: patch side of the per-patch losses")
     parser.add_argument("--motion", choices=("residual", "flow"), default="flow", help="generator: G's parameterisation")
-    parser.add_argument("--linear-skip", type=int, default=0, help="kernel of the networks' linear skip (0: off)")
+    parser.add_argument("--linear-skip", type=int,
+                        help="kernel of the probed network's linear skip, 0: off (default: G 3, φm 0, the presets')")
     parser.add_argument("--gradient-weight", type=float, default=0.0, help="middle: weight of the gradient term")
     parser.add_argument("--data", choices=sorted(DATA), default="real_motion")
     parser.add_argument("--T", type=int, default=7)
@@ -177,12 +178,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     common = dict(steps=args.steps, data=args.data, T=args.T, size=args.size, crop=args.crop, batch=args.batch,
-                  lr=args.lr, scenes=args.scenes, val_scenes=args.val_scenes, seed=args.seed,
-                  linear_skip=args.linear_skip)
+                  lr=args.lr, scenes=args.scenes, val_scenes=args.val_scenes, seed=args.seed)
     if args.probe == "generator":
-        result = run_generator_probe(loss=args.loss, motion=args.motion, patch=args.patch, **common)
+        skip = 3 if args.linear_skip is None else args.linear_skip
+        result = run_generator_probe(loss=args.loss, motion=args.motion, patch=args.patch, linear_skip=skip, **common)
     else:
-        result = run_middle_probe(gradient_weight=args.gradient_weight, **common)
+        skip = 0 if args.linear_skip is None else args.linear_skip
+        result = run_middle_probe(gradient_weight=args.gradient_weight, linear_skip=skip, **common)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), **{k: v for k, v in result.items() if k != "model"}}, f, indent=1)
