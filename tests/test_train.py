@@ -265,6 +265,24 @@ def test_messages_name_the_option(data, tmp_path, capsys):
     assert err.count("\n") == 1 and "--init" in err and "--preset small" in err and "pass --preset tiny" in err
 
 
+def test_init_takes_the_networks_that_fit(data, tmp_path, capsys):
+    """φm of an earlier design under a G of a new one: φm is loaded, G starts fresh, and the log says so."""
+    from b2v_rnn.checkpoint import save_checkpoint
+    from b2v_rnn.models import build_model
+
+    earlier = tmp_path / "earlier.pt"
+    old = build_model("tiny")
+    for p in old.parameters():
+        p.data.normal_()
+    config = {**old.config, "generator": {**old.config["generator"], "num_blocks": 2}}
+    save_checkpoint({"model": old.state_dict(), "model_config": config, "T": 3}, earlier)
+    result = train.main(args(data, tmp_path / "run", "--max-steps", "1", "--val-every", "1", "--lr", "1e-12",
+                             "--init", str(earlier)))
+    log = capsys.readouterr().out
+    assert "initialised φm from" in log and "generator.num_blocks 2 (this run: 4)" in log
+    torch.testing.assert_close(params(result["model"].middle), params(old.middle), rtol=1e-4, atol=1e-4)
+
+
 def test_no_preset_on_a_cpu_is_the_tiny_one():
     parsed = train.parse_args(["--device", "cpu"])
     assert parsed.preset == "tiny" and parsed.preset_auto and parsed.max_steps == 300

@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const="auto", metavar="CKPT",
                    help="continue from CKPT (default: OUT/checkpoint.pt); other arguments default to the checkpoint's")
     p.add_argument("--init", type=Path, metavar="CKPT",
-                   help="start from these weights (model and discriminator) with fresh optimisers and step 0, "
-                        "e.g. a joint run for --stage finetune")
+                   help="start from these weights with fresh optimisers and step 0 (e.g. a joint run for --stage "
+                        "finetune); each network whose architecture differs from this run's starts fresh instead")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     p.add_argument("--stage", choices=("joint", "finetune"), default="joint",
                    help="joint: G fed the true middle frame (teacher forcing); finetune: fed φm(y), detached")

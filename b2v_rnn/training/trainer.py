@@ -114,22 +114,41 @@ class Trainer:
         }
 
     def _initialise_from(self, path) -> None:
+        """--init: each network (φm, G, D) whose architecture matches this run's starts from the
+        checkpoint's weights; one that differs starts fresh, and the log says which and why (e.g.
+        φm of an older run under a G of a new design). Nothing matching is an error."""
         try:
             state = load_checkpoint(path)
-            config = state.get("model_config")
-            if isinstance(config, dict) and config.get("kind") == "BlurToVideo" and config != self.model.config:
-                differences = config_differences(self.model.config, config)
-                trained = state.get("args", {}).get("preset")
-                remedy = f"pass --preset {trained}" if trained else "pass the --preset it was trained with"
-                raise CliError(f"--init {path}: its model differs from --preset {self.args.preset}'s "
-                               f"({'; '.join(differences[:3])}{' ...' if len(differences) > 3 else ''}); {remedy}")
-            self.model.load_state_dict(model_from_checkpoint(state, path).state_dict())
-            if "discriminator" in state:
-                disc = build_model_from_config(state["discriminator_config"], state["discriminator"])
-                self.disc.load_state_dict(disc.state_dict())
-        except (CheckpointError, ValueError, RuntimeError) as e:
+        except CheckpointError as e:
             raise CliError(f"--init: {str(e).splitlines()[0]}") from None
-        self.log(f"initialised from {path}")
+        config = state.get("model_config")
+        if not isinstance(config, dict) or config.get("kind") != "BlurToVideo":
+            raise CliError(f"--init {path}: holds no b2v_rnn model (no BlurToVideo config)")
+        loaded, fresh = [], []
+        for part in ("middle", "generator"):
+            ours, theirs = self.model.config[part], config.get(part, {})
+            if ours == theirs:
+                weights = {k[len(part) + 1:]: v for k, v in state["model"].items() if k.startswith(part + ".")}
+                try:
+                    getattr(self.model, part).load_state_dict(weights)
+                except RuntimeError as e:
+                    raise CliError(f"--init {path}: its {part} weights do not fit their config "
+                                   f"({str(e).splitlines()[0]})") from None
+                loaded.append(part)
+            else:
+                differences = config_differences(ours, theirs, f"{part}.")
+                fresh.append(f"{'; '.join(differences[:3])}{' ...' if len(differences) > 3 else ''}")
+        if not loaded:
+            trained = state.get("args", {}).get("preset")
+            remedy = f"pass --preset {trained}" if trained else "pass the --preset it was trained with"
+            raise CliError(f"--init {path}: no network in it fits --preset {self.args.preset} "
+                           f"({'; '.join(fresh)}); {remedy}")
+        if state.get("discriminator_config") == self.disc.config and "discriminator" in state:
+            self.disc.load_state_dict(state["discriminator"])
+            loaded.append("discriminator")
+        names = {"middle": "φm", "generator": "G", "discriminator": "D"}
+        self.log(f"initialised {', '.join(names[p] for p in loaded)} from {path}"
+                 + (f"; starting fresh where the architecture differs: {' | '.join(fresh)}" if fresh else ""))
 
     def _resume(self, state) -> None:
         args = self.args
