@@ -5,10 +5,14 @@
 Loader: crop 256, batch 24 (the paper's batch for the side networks), full augmentation,
 0 and 2 workers, on a synthetic file of 48 samples of 7 frames at 288 px made in a temp
 dir. Each round is one pass over the file (2 batches); samples/s = 48 / mean time.
+Resident: the same batches from `b2v_rnn.training.batches.ResidentBatches` (the whole file
+held as uint8 on the device, cropped and augmented there in batched ops; what `train` uses on a
+GPU), on the CPU here and on CUDA when present, side by side with the loader.
 Synthetic: generation of 96 px samples (the default dataset's size) to an HDF5 file.
 """
 import numpy as np
 import pytest
+import torch
 from torch.utils.data import DataLoader
 
 from b2v_rnn.data import BlurSequenceDataset, generate, render_sequence
@@ -34,6 +38,28 @@ def test_loader_throughput(benchmark, big_file, workers):
 
     def one_epoch():
         return sum(batch["sharp"].shape[0] for batch in loader)
+
+    assert benchmark.pedantic(one_epoch, rounds=5, warmup_rounds=1) == LOADER_SAMPLES
+    benchmark.extra_info["samples_per_s"] = LOADER_SAMPLES / mean_seconds(benchmark)
+
+
+RESIDENT_DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", RESIDENT_DEVICES)
+def test_resident_batches_throughput(benchmark, big_file, device):
+    from b2v_rnn.distributed import Context
+    from b2v_rnn.training.batches import ResidentBatches
+
+    dataset = BlurSequenceDataset(big_file, crop=CROP, augment=True)
+    context = Context(rank=0, world_size=1, local_rank=0, device=torch.device(device))
+    batches = ResidentBatches(dataset, BATCH, seed=0, ctx=context, start_step=0, device=torch.device(device))
+
+    def one_epoch():
+        count = sum(next(batches)["sharp"].shape[0] for _ in range(LOADER_SAMPLES // BATCH))
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return count
 
     assert benchmark.pedantic(one_epoch, rounds=5, warmup_rounds=1) == LOADER_SAMPLES
     benchmark.extra_info["samples_per_s"] = LOADER_SAMPLES / mean_seconds(benchmark)
