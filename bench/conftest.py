@@ -9,6 +9,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+# Before torch (and its OpenMP runtime) is first imported: on a machine shared with other busy
+# processes, OpenMP threads that spin while waiting made a tiny training step 26x slower (a
+# benchmark run at load 3 measured 24 s per step against 0.8 s), which is noise, not a figure.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 def cpu_model() -> str:
     try:
