@@ -25,7 +25,7 @@ from tqdm import tqdm
 from .. import distributed, ops, visualize
 from ..checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from ..cli import CliError, autocast_for
-from ..models import build_discriminator, build_model, build_model_from_config, load_vgg16
+from ..models import build_discriminator, build_model, load_vgg16
 from . import batches as batch_sources
 from . import step as step_module
 from .records import CsvLog, tensorboard_writer
