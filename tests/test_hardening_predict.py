@@ -212,7 +212,7 @@ def test_mp4_is_written_and_decodable(checkpoint, tmp_path, playback, frames):
     first = np.asarray(Image.open(out / "odd" / "frame_01.png")).astype(float)
     grey = [np.asarray(a, float)[:21, :25] @ [0.299, 0.587, 0.114] for a in (video[0], first)]
     # luma; the test checkpoint's random G draws high-contrast pixel noise, which H.264 at this
-    # size blurs by ~8 grey levels; a wrong frame or a shifted picture differs by tens
+    # size blurs by ~8 grey levels (measured), so the bound checks the picture, not the codec
     assert np.abs(grey[0] - grey[1]).mean() < 12
 
 
