@@ -287,3 +287,20 @@ def test_no_preset_on_a_cpu_is_the_tiny_one():
     parsed = train.parse_args(["--device", "cpu"])
     assert parsed.preset == "tiny" and parsed.preset_auto and parsed.max_steps == 300
     assert train.parse_args(["--device", "cpu", "--preset", "small"]).preset == "small"
+
+
+def test_generator_lr_and_no_discriminator_by_default(data, tmp_path, monkeypatch, capsys):
+    seen = []
+    real_step = step_module.train_step
+
+    def spy(batch, net, disc, disc_module, vgg, optimizers, run_args, *rest, **kw):
+        seen.append({name: opt.param_groups[0]["lr"] for name, opt in optimizers.items()})
+        return real_step(batch, net, disc, disc_module, vgg, optimizers, run_args, *rest, **kw)
+
+    monkeypatch.setattr(step_module, "train_step", spy)
+    train.main(args(data, tmp_path / "run", "--max-steps", "2", "--val-every", "2", "--lr", "1e-4",
+                    "--generator-lr", "1e-3", "--min-lr", "1"))
+    assert seen[0] == {"middle": pytest.approx(1e-4), "generator": pytest.approx(1e-3),
+                       "discriminator": pytest.approx(1e-4)}
+    out = capsys.readouterr().out
+    assert "+ 0.0 x hinge adversarial" in out and "disc 0.0000" in out  # D is off unless asked for

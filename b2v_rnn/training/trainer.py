@@ -284,10 +284,12 @@ class Trainer:
         return bool(distributed.max_over_ranks(spent, self.ctx))  # every rank stops at the same step
 
     def _set_lr(self) -> None:
-        self.lr = step_module.lr_at(self.step, self.args, self.elapsed())
-        for opt in self.optimizers.values():
+        args = self.args
+        self.lr = step_module.lr_at(self.step, args, self.elapsed())
+        for name, opt in self.optimizers.items():
+            scale = args.generator_lr / args.lr if name == "generator" and args.generator_lr else 1.0
             for group in opt.param_groups:
-                group["lr"] = self.lr
+                group["lr"] = self.lr * scale
 
     def _count(self, losses: dict) -> None:
         self.step += 1
