@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -304,3 +305,48 @@ def test_generator_lr_and_no_discriminator_by_default(data, tmp_path, monkeypatc
                        "discriminator": pytest.approx(1e-4)}
     out = capsys.readouterr().out
     assert "+ 0.0 x hinge adversarial" in out and "disc 0.0000" in out  # D is off unless asked for
+
+
+def test_user_errors_are_one_line(data, tmp_path, capsys):
+    bad_vgg = tmp_path / "vgg.pth"
+    bad_vgg.write_text("not a state dict")
+    argv = args(data, tmp_path / "a", "--max-steps", "1")
+    argv[argv.index("--perceptual-weight") + 1] = "0.01"
+    err = _exit([*argv, "--vgg-weights", str(bad_vgg)], capsys)
+    assert err.count("\n") == 1 and "--vgg-weights" in err and "vgg.pth" in err
+    err = _exit(args(data, "/sys/kernel/b2v_run", "--max-steps", "1"), capsys)
+    assert err.count("\n") == 1 and "--out /sys/kernel/b2v_run" in err and "cannot write" in err
+    from b2v_rnn.data import H5Writer
+
+    tiny_val = tmp_path / "val10.h5"
+    with H5Writer(tiny_val, 3, source="test", progress=False) as writer:
+        writer.append(np.zeros((3, 10, 10, 3), np.uint8))
+    argv = args(data, tmp_path / "b", "--max-steps", "1")
+    argv[argv.index("--val") + 1] = str(tiny_val)
+    err = _exit(argv, capsys)
+    assert err.count("\n") == 1 and "--val" in err and "10x10" in err
+
+
+def test_stale_temporaries_of_a_killed_save_are_removed(data, tmp_path):
+    out = tmp_path / "run"
+    train.main(args(data, out, "--max-steps", "1", "--val-every", "1"))
+    orphan = out / ".checkpoint.0123abcd.tmp.pt"  # what a kill during save_checkpoint leaves
+    orphan.write_bytes(b"half a checkpoint")
+    train.main(["--out", str(out), "--resume", "--max-steps", "2", "--no-progress"])
+    assert not orphan.exists() and load_checkpoint(out / "checkpoint.pt")["step"] == 2
+
+
+def test_save_minutes_saves_on_the_clock(data, tmp_path):
+    out = tmp_path / "clock"
+    real_save, saved_steps = train.Trainer._save, []
+
+    def spy(self):
+        saved_steps.append(self.step)
+        real_save(self)
+
+    train.Trainer._save = spy
+    try:  # 0.0001 min = 6 ms: due after every step
+        train.main(args(data, out, "--max-steps", "3", "--val-every", "100", "--save-minutes", "0.0001"))
+    finally:
+        train.Trainer._save = real_save
+    assert saved_steps == [1, 2]  # step 3 is the last: validated and saved there

@@ -99,5 +99,12 @@ def load_vgg16(path: str | os.PathLike | None = None) -> VGG16Features | None:
                 )
             return None
     vgg = VGG16Features()
-    vgg.load_torchvision_state_dict(torch.load(file, map_location="cpu", weights_only=True))
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors of a damaged or foreign file, all alike
+        raise ValueError(f"{file}: not a readable PyTorch state dict ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else 'unreadable'})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{file}: holds a {type(state).__name__}, not a torchvision vgg16 state dict")
+    vgg.load_torchvision_state_dict(state)
     return vgg

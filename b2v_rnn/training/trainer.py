@@ -95,6 +95,12 @@ class Trainer:
                                                     log=self.log if args.fit_crop else None)
         args.crop = self.train_set.crop[0]
         self.val_set = batch_sources.open_dataset(args.val, "val", args.T, None, False, args.seed, ctx)
+        from ..data.h5format import MIN_METRIC_SIDE
+
+        info = self.val_set.info
+        if min(info.H, info.W) < MIN_METRIC_SIDE:  # found at the first validation otherwise, as a traceback
+            raise CliError(f"--val {self.val_set.path}: frames of {info.H}x{info.W} px are smaller than the "
+                           f"{MIN_METRIC_SIDE} px the validation metrics (SSIM's window) need")
 
     def _build_models(self) -> None:
         args = self.args
