@@ -36,7 +36,11 @@ def test_model_metrics_are_finite_and_written(files, tmp_path, capsys):
                              "--out", str(out), "--device", "cpu"])
     assert summary["n"] == 3 and len(summary["frame_psnr"]) == 3 and len(summary["clips"]) == 3
     assert all(math.isfinite(v) for v in scalars(summary).values())
-    assert "pair PSNR k=1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "pair PSNR k=1" in printed and "ops: library" in printed
+    # the per-patch figure beside its two references, and the direction against its control
+    assert f"per-patch pair PSNR k=1 (dB)              {summary['patch_pair_psnr_k1']:.2f}   y repeated" in printed
+    assert "direction-free ceiling" in printed and "shuffled control" in printed
     report = json.loads((out / "metrics.json").read_text())
     assert report["T"] == 3 and report["conventions"]["psnr_cap_db"] == PSNR_CAP
     assert report["metrics"]["middle_psnr"] == pytest.approx(summary["middle_psnr"])
