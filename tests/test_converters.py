@@ -4,6 +4,7 @@ import imageio.v2 as iio2
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 
 from b2v_rnn.data import average_frames, read_info
 from b2v_rnn.data.convert import run_cli
@@ -143,3 +144,21 @@ def test_video_to_hdf5(tmp_path, capsys):
     code, err = run(video_main, [tmp_path / "none.mp4", "--out", tmp_path / "w.h5", "--T", "3"], capsys)
     assert code == 2 and "none.mp4: no such video file" in err
     assert not (tmp_path / "w.h5").exists() and not list(tmp_path.glob(".w.h5*"))
+
+
+def test_merge_concatenates_files_and_refuses_other_shapes(tmp_path, capsys):
+    from b2v_rnn.data import BlurSequenceDataset, generate, read_info
+    from data_tools import merge_hdf5
+
+    a, b, other = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "other.h5"
+    generate(a, 2, T=3, size=16, seed=0, progress=False)
+    generate(b, 3, T=3, size=16, seed=1, progress=False)
+    generate(other, 1, T=3, size=20, seed=2, progress=False)
+    merge_hdf5.main([str(a), str(b), "--out", str(tmp_path / "mix.h5"), "--quiet"])
+    mix = BlurSequenceDataset(tmp_path / "mix.h5", augment=False)
+    assert read_info(tmp_path / "mix.h5").N == 5 and read_info(tmp_path / "mix.h5").checksummed
+    torch.testing.assert_close(mix[3]["sharp"], BlurSequenceDataset(b, augment=False)[1]["sharp"])
+    with pytest.raises(SystemExit):
+        run_cli(merge_hdf5.main, [str(a), str(other), "--out", str(tmp_path / "bad.h5")])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "other.h5" in err and not (tmp_path / "bad.h5").exists()
