@@ -21,7 +21,6 @@ rescaled so that the motion in pixels per frame is that of a 96-px scene.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 
