@@ -288,8 +288,8 @@ def grid_peak_ratio(image: torch.Tensor, period: int) -> float:
     for j in range(1, period):
         fy, fx = height * j // period, width * j // period
         for y, x in ((fy, 0), (0, fx), (fy, fx)):
-            rows = [(y + dy) % height for dy in range(-3, 4) if dy]
-            cols = [(x + dx) % width for dx in range(1, 6)]
-            neighbours = np.concatenate([power[np.ix_(rows, cols)].ravel(), power[np.ix_(cols, rows)].ravel()])
+            beside = [power[np.ix_([(y + d) % height for d in range(-3, 4) if d], [(x + d) % width for d in range(1, 6)])],
+                      power[np.ix_([(y + d) % height for d in range(1, 6)], [(x + d) % width for d in range(-3, 4) if d])]]
+            neighbours = np.concatenate([block.ravel() for block in beside])
             best = max(best, power[y, x] / max(float(np.median(neighbours)), 1e-30))
     return best

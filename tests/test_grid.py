@@ -13,6 +13,11 @@ def photo(size: int = 160) -> torch.Tensor:
     return torch.tensor(data.astronaut()[:size, :size] / 255.0, dtype=torch.float32).permute(2, 0, 1)
 
 
+def test_a_non_square_image_is_measured():  # the neighbour windows once indexed rows with columns
+    x = photo(160)[:, :120]
+    assert 0 < grid_peak_ratio(x, 4) < 60
+
+
 def test_a_photograph_and_its_blur_have_no_grid():
     x = photo()
     blurred = torch.tensor(gaussian(x.permute(1, 2, 0).numpy(), sigma=1.5, channel_axis=-1)).permute(2, 0, 1)
