@@ -181,19 +181,23 @@ def test_lr_follows_the_time_budget():
     assert lr_at(5, steps, elapsed_s=1e9) == pytest.approx(0.55)
 
 
-def test_save_every_writes_checkpoints_between_validations(data, tmp_path):
-    out = tmp_path / "save"
+def steps_saved_between_validations(monkeypatch, argv) -> list[int]:
+    """Runs train.main(argv) and returns the steps at which Trainer._save wrote checkpoint.pt."""
     real_save, saved_steps = train.Trainer._save, []
 
     def spy(self):
         saved_steps.append(self.step)
         real_save(self)
 
-    train.Trainer._save = spy
-    try:
-        train.main(args(data, out, "--max-steps", "5", "--val-every", "100", "--save-every", "2"))
-    finally:
-        train.Trainer._save = real_save
+    monkeypatch.setattr(train.Trainer, "_save", spy)
+    train.main(argv)
+    return saved_steps
+
+
+def test_save_every_writes_checkpoints_between_validations(data, tmp_path, monkeypatch):
+    out = tmp_path / "save"
+    saved_steps = steps_saved_between_validations(
+        monkeypatch, args(data, out, "--max-steps", "5", "--val-every", "100", "--save-every", "2"))
     assert saved_steps == [2, 4] and load_checkpoint(out / "checkpoint.pt")["step"] == 5
 
 
@@ -336,17 +340,8 @@ def test_stale_temporaries_of_a_killed_save_are_removed(data, tmp_path):
     assert not orphan.exists() and load_checkpoint(out / "checkpoint.pt")["step"] == 2
 
 
-def test_save_minutes_saves_on_the_clock(data, tmp_path):
+def test_save_minutes_saves_on_the_clock(data, tmp_path, monkeypatch):
     out = tmp_path / "clock"
-    real_save, saved_steps = train.Trainer._save, []
-
-    def spy(self):
-        saved_steps.append(self.step)
-        real_save(self)
-
-    train.Trainer._save = spy
-    try:  # 0.0001 min = 6 ms: due after every step
-        train.main(args(data, out, "--max-steps", "3", "--val-every", "100", "--save-minutes", "0.0001"))
-    finally:
-        train.Trainer._save = real_save
+    saved_steps = steps_saved_between_validations(  # 0.0001 min = 6 ms: due after every step
+        monkeypatch, args(data, out, "--max-steps", "3", "--val-every", "100", "--save-minutes", "0.0001"))
     assert saved_steps == [1, 2]  # step 3 is the last: validated and saved there

@@ -131,7 +131,7 @@ class ResidentBatches:
 
         self.path, self.crop, self.augment = dataset.path, dataset.crop, dataset.augment
         self.batch_size, self.seed, self.rank, self.device = batch_size, seed, ctx.rank, device
-        self.sampler = StepSampler(len(dataset), batch_size, seed, ctx.rank, ctx.world_size, start_step=start_step)
+        self.order = iter(StepSampler(len(dataset), batch_size, seed, ctx.rank, ctx.world_size, start_step=start_step))
         self.step = start_step
         try:
             with h5py.File(self.path, "r") as f:  # reading through the filters verifies each chunk's checksum
@@ -153,9 +153,7 @@ class ResidentBatches:
         return cpu, noise
 
     def __next__(self) -> dict[str, torch.Tensor]:
-        if not hasattr(self, "_order"):
-            self._order = iter(self.sampler)
-        indices = [next(self._order)[1] for _ in range(self.batch_size)]
+        indices = [next(self.order)[1] for _ in range(self.batch_size)]
         draws, noise = self._generators()
         self.step += 1
         return augmented_batch(self.blurry, self.sharp, indices, self.crop, self.augment, draws, noise)
