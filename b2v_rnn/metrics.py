@@ -98,8 +98,9 @@ def patch_pair_psnr(pred_a: torch.Tensor, pred_b: torch.Tensor, true_a: torch.Te
     Per p×p patch (from the top-left; the last row and column partial when p does not divide
     H or W) the squared error summed over both frames is taken in the better of the two
     assignments; the PSNR is of the mean of those errors over every pixel, channel and both
-    frames. Never below `pair_psnr`'s better global order when p covers the image, and equal
-    to it then; swapping pred_a and pred_b never changes it.
+    frames. Never below the PSNR of the pooled error of the better global order, and equal to
+    it when p covers the image (it can fall below `pair_psnr`, which averages the two frames'
+    PSNRs); swapping pred_a and pred_b never changes it.
     """
     pred_a, true_a = _prepare(pred_a, true_a)
     pred_b, true_b = _prepare(pred_b, true_b)

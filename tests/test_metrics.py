@@ -100,11 +100,14 @@ def test_patch_pair_psnr_invariant_to_swapping_and_never_below_the_global_order(
     a, b, ta, tb = _rand(4, 3, 20, 20, seed=seed)
     value = M.patch_pair_psnr(a, b, ta, tb, patch=8)
     assert M.patch_pair_psnr(b, a, ta, tb, patch=8) == value == M.patch_pair_psnr(a, b, tb, ta, patch=8)
-    assert value >= M.pair_psnr(a, b, ta, tb) - 1e-9
     # One patch over the whole image is one global order: the mean squared error of the better one.
     whole = M.patch_pair_psnr(a, b, ta, tb, patch=20)
     best_mse = min(((a - ta) ** 2 + (b - tb) ** 2).mean(), ((a - tb) ** 2 + (b - ta) ** 2).mean()) / 2
     assert whole == pytest.approx(M.mse_to_psnr(best_mse))
+    # Per patch never below that global order. (Not below `pair_psnr` either would be false: it
+    # averages the two frames' PSNRs, which Jensen puts above the PSNR of their pooled error;
+    # hypothesis found seed 4: 7.9815 against 7.9872.)
+    assert value >= whole - 1e-9
 
 
 def test_patch_pair_psnr_takes_the_better_order_per_patch():
