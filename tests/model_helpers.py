@@ -11,6 +11,6 @@ def randomize_output_layers(model):
     frames differ.
     """
     for refinement in (model.middle.refinement, model.generator.refinement):
-        torch.nn.init.normal_(refinement.rgb_out.weight, std=0.1)
-        torch.nn.init.normal_(refinement.rgb_out.bias, std=0.1)
+        torch.nn.init.normal_(refinement.output_layer.weight, std=0.1)
+        torch.nn.init.normal_(refinement.output_layer.bias, std=0.1)
     return model

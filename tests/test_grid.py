@@ -48,3 +48,27 @@ def test_the_shipped_weights_add_no_grid_to_a_photograph():
         own = grid_peak_ratio(x, period)
         for frame in frames:
             assert grid_peak_ratio(frame - x, period) < max(10 * own, 60), (period, np.round(own, 1))
+
+
+@pytest.mark.parametrize("head", ["shuffle", "smooth"])
+def test_a_flat_image_gets_a_flat_correction_only_from_the_smooth_head(head):
+    """The structural cause of the grid (Sugawara et al. 2019's criterion for sub-pixel layers):
+    with any weights, a flat image must get a flat correction away from the borders. The smooth
+    head passes whatever the weights (bilinear upsampling has no per-phase parameters); the
+    paper's shuffle head, with random weights, paints a pattern of period 4 on a grey image."""
+    from b2v_rnn.models import MiddleNet
+    from b2v_rnn.models.presets import PRESETS
+
+    torch.manual_seed(0)
+    net = MiddleNet(**{**PRESETS["tiny"]["middle"], "head": head})
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.2)
+        flat = torch.full((1, 3, 160, 160), 0.5)
+        correction = (net(flat) - flat)[..., 56:-56, 56:-56]  # beyond the zero padding's reach (52 px)
+    spread = (correction - correction.mean((-2, -1), keepdim=True)).abs().max().item()
+    if head == "smooth":
+        assert spread < 1e-5
+    else:
+        assert spread > 0.05
+        assert grid_peak_ratio(correction[0], 4) > 1000

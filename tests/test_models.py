@@ -331,3 +331,21 @@ def test_linear_skip_starts_at_zero_and_enters_the_config_only_when_set():
     assert torch.allclose(middle(y), 2 * y)
     with pytest.raises(ValueError, match="odd kernel size"):
         MiddleNet(linear_skip=2)
+
+
+def test_head_option_config_and_old_configs():
+    """The paper's shuffle head stays the default of the class (so configs of weights saved before
+    the option rebuild it, with their state-dict keys); the presets' φm uses the smooth head."""
+    shuffle = MiddleNet(8, 2, 0, 1, 4, 8)
+    assert "head" not in shuffle.config and "refinement.to_rgb.weight" in shuffle.state_dict()
+    smooth = MiddleNet(8, 2, 0, 1, 4, 8, head="smooth", head_channels=4)
+    assert smooth.config["head"] == "smooth" and smooth.config["head_channels"] == 4
+    assert not any(k.startswith("refinement.to_rgb") for k in smooth.state_dict())
+    rebuilt = MiddleNet(**json.loads(json.dumps(smooth.config)))
+    rebuilt.load_state_dict(smooth.state_dict())
+    assert all(build_model(p).middle.config["head"] == "smooth" for p in ("paper", "small", "tiny"))
+    generator = RecurrentGenerator(12, 6, 6, 4, 2, 2, 5, 16, head="smooth")
+    y = torch.rand(1, 3, 21, 19)
+    assert torch.equal(generator(y, y, y), y) and torch.equal(smooth(y), y)  # identity at initialisation
+    with pytest.raises(ValueError, match="unknown head 'transposed'"):
+        MiddleNet(head="transposed")

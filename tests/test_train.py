@@ -288,6 +288,37 @@ def test_init_takes_the_networks_that_fit(data, tmp_path, capsys):
     torch.testing.assert_close(params(result["model"].middle), params(old.middle), rtol=1e-4, atol=1e-4)
 
 
+def test_init_partial_loads_the_trunk_under_a_new_head(data, tmp_path, capsys):
+    """--init-partial: φm saved with the paper's shuffle head, this run's φm has the smooth head:
+    the trunk's tensors are loaded, the head starts fresh, and the log counts them. Without the
+    flag the whole φm starts fresh."""
+    from b2v_rnn.checkpoint import save_checkpoint
+    from b2v_rnn.models import build_model
+
+    earlier = tmp_path / "earlier.pt"
+    old = build_model("tiny")
+    config = {**old.config, "middle": {k: v for k, v in old.config["middle"].items() if not k.startswith("head")}}
+    shuffle_middle = type(old.middle)(**config["middle"])
+    old.middle = shuffle_middle
+    for p in old.parameters():
+        p.data.normal_()
+    save_checkpoint({"model": old.state_dict(), "model_config": config, "T": 3}, earlier)
+    common = ("--max-steps", "1", "--val-every", "1", "--lr", "1e-12", "--init", str(earlier))
+    result = train.main(args(data, tmp_path / "partial", *common, "--init-partial"))
+    log = capsys.readouterr().out
+    assert "φm (in part)" in log and "tensors loaded, the rest fresh" in log
+    new_middle = result["model"].middle
+    torch.testing.assert_close(params(new_middle.refinement.blocks), params(old.middle.refinement.blocks),
+                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(params(new_middle.feature_extraction), params(old.middle.feature_extraction),
+                               rtol=1e-4, atol=1e-4)
+    assert new_middle.refinement.output_layer.weight.abs().max() < 1e-6  # the new head: fresh, zero-initialised
+    result = train.main(args(data, tmp_path / "whole", *common))
+    assert "φm" not in capsys.readouterr().out.split("initialised ")[1].split(" from")[0]
+    assert not torch.allclose(params(result["model"].middle.refinement.blocks),
+                              params(old.middle.refinement.blocks), atol=1e-2)
+
+
 def test_no_preset_on_a_cpu_is_the_tiny_one():
     parsed = train.parse_args(["--device", "cpu"])
     assert parsed.preset == "tiny" and parsed.preset_auto and parsed.max_steps == 300

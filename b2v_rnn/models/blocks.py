@@ -8,6 +8,7 @@ there are no running statistics to go stale (DESIGN §7's pitfall).
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -60,28 +61,84 @@ def fold_planes(x: Tensor) -> Tensor:
     return x.reshape(-1, 1, *x.shape[-2:])
 
 
+HEADS = ("shuffle", "smooth")
+"""Output paths of :class:`PlaneRefinement`: the paper's per-phase channels through a pixel
+shuffle, or features upsampled by interpolation (no per-phase parameters, no grid)."""
+
+
+class SmoothHead(nn.Module):
+    """The grid-free output path of :class:`PlaneRefinement` (issue 11).
+
+    ``forward(taps, planes)``: ``taps`` the trunk outputs at the fusion points, each
+    (B·3, C, h, w); ``planes`` the colour planes at full resolution (B·3, 1, h·r, w·r). Each tap is
+    reduced to ``head_channels`` by a pre-activated 1×1 conv, the sum is upsampled by r
+    *bilinearly*, and concatenated with its plane; the three planes' stacks then enter the RGB
+    network (a 3×3 conv to ``rgb_channels``, a residual block, InstanceNorm+ReLU+3×3 conv to 3).
+
+    Why not the paper's pixel shuffle: there, each of the r² channels before the shuffle is one
+    phase of every r×r cell, with its own weights and bias, so any difference between phases is
+    a pattern of period r over the whole image. The shipped weights learnt exactly that (a
+    ±2–5 grey-level period-4 grid on photographs), and balancing the phases' means made it worse.
+    Bilinear upsampling has no per-phase parameters: a locally linear feature map upsamples to a
+    locally linear one, whatever the weights. Fine detail comes from the full-resolution RGB
+    network, which sees the image itself and the upsampled trunk features.
+    """
+
+    def __init__(self, channels: int, num_taps: int, factor: int, rgb_channels: int, head_channels: int) -> None:
+        super().__init__()
+        self.factor = factor
+        self.taps = nn.ModuleList(
+            PreActDilatedConv2d(channels, head_channels, 1, padding=0) for _ in range(num_taps)
+        )
+        # No bias: an InstanceNorm reads it first.
+        self.rgb_in = nn.Conv2d(3 * (1 + head_channels), rgb_channels, 3, padding=1, bias=False)
+        self.rgb_block = PreActResBlock(rgb_channels)
+        self.rgb_out = PreActDilatedConv2d(rgb_channels, 3, 3)
+        nn.init.zeros_(self.rgb_out.weight)  # zero correction at initialisation, as the shuffle head
+        nn.init.zeros_(self.rgb_out.bias)
+
+    def forward(self, taps: list[Tensor], planes: Tensor) -> Tensor:
+        fused = sum(reduce(tap) for reduce, tap in zip(self.taps, taps))
+        upsampled = F.interpolate(fused, scale_factor=self.factor, mode="bilinear", align_corners=False)
+        stacked = torch.cat((planes, upsampled), dim=1)
+        per_sample = stacked.reshape(-1, 3 * stacked.shape[1], *stacked.shape[-2:])
+        return self.rgb_out(self.rgb_block(self.rgb_in(per_sample)))
+
+
 class PlaneRefinement(nn.Module):
     """Feature refinement and fusion of paper Sec. 6, applied to colour planes folded into the batch.
 
-    ``forward(features, base)``: ``features`` (B·3, C, h, w) from the feature extraction, ``base``
-    (B·3, r², h, w) the pixel-unshuffled image that the output corrects, r = ``factor``. Returns
-    the correction (B, 3, h·r, w·r):
+    ``forward(features, planes)``: ``features`` (B·3, C, h, w) from the feature extraction,
+    ``planes`` (B·3, 1, h·r, w·r) the colour planes that the output corrects, r = ``factor``.
+    Returns the correction (B, 3, h·r, w·r):
 
     1. ``num_blocks`` :class:`PreActResBlock` s, the middle ``num_dilated`` ones dilated;
-    2. the outputs after ``fusion_taps`` evenly spaced blocks each reduced to r² channels by a
-       pre-activated 1×1 conv and summed with ``base``;
-    3. planes regrouped as (B, 3·r², h, w), whose pixel shuffle is the three planes concatenated
-       at full resolution, and a small RGB network: pixel shuffle + 3×3 conv to ``rgb_channels``
-       (one fused resampling conv), one residual block, InstanceNorm+ReLU+3×3 conv to 3. The RGB
-       network sees all colours at once and so corrects misalignment between the planes.
+    2. ``head="shuffle"`` (the paper's): the outputs after ``fusion_taps`` evenly spaced blocks
+       each reduced to r² channels by a pre-activated 1×1 conv and summed with the
+       pixel-unshuffled planes; planes regrouped as (B, 3·r², h, w), whose pixel shuffle is the
+       three planes concatenated at full resolution, and a small RGB network: pixel shuffle +
+       3×3 conv to ``rgb_channels`` (one fused resampling conv), one residual block,
+       InstanceNorm+ReLU+3×3 conv to 3. The RGB network sees all colours at once and so corrects
+       misalignment between the planes.
+       ``head="smooth"``: the same taps reduced to ``head_channels`` and upsampled bilinearly
+       instead (:class:`SmoothHead`; no period-r grid).
     """
 
     def __init__(
-        self, channels: int, num_blocks: int, num_dilated: int, fusion_taps: int, factor: int, rgb_channels: int
+        self, channels: int, num_blocks: int, num_dilated: int, fusion_taps: int, factor: int, rgb_channels: int,
+        head: str = "shuffle", head_channels: int = 16,
     ) -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
+        self.factor, self.head_kind = factor, head
         self.blocks = nn.ModuleList(PreActResBlock(channels, d) for d in dilation_schedule(num_blocks, num_dilated))
         self.fusion_points = fusion_points(num_blocks, fusion_taps)
+        if head == "smooth":
+            self.head = SmoothHead(channels, len(self.fusion_points), factor, rgb_channels, head_channels)
+            return
+        # The shuffle head's modules sit directly on this module: the state-dict keys of every
+        # weight file trained with it stay valid.
         self.fusion = nn.ModuleList(
             PreActDilatedConv2d(channels, factor * factor, 1, padding=0) for _ in self.fusion_points
         )
@@ -94,15 +151,24 @@ class PlaneRefinement(nn.Module):
         nn.init.zeros_(self.rgb_out.weight)
         nn.init.zeros_(self.rgb_out.bias)
 
-    def forward(self, features: Tensor, base: Tensor) -> Tensor:
-        fused = base
-        taps = iter(self.fusion)
+    @property
+    def output_layer(self) -> nn.Module:
+        """The last conv, zero at initialisation, whichever the head."""
+        return self.head.rgb_out if self.head_kind == "smooth" else self.rgb_out
+
+    def forward(self, features: Tensor, planes: Tensor) -> Tensor:
+        taps = []
         for index, block in enumerate(self.blocks, start=1):
             features = block(features)
             if index in self.fusion_points:
-                fused = fused + next(taps)(features)
-        planes = fused.reshape(-1, 3 * fused.shape[1], *fused.shape[-2:])
-        return self.rgb_out(self.rgb_block(self.to_rgb(planes)))
+                taps.append(features)
+        if self.head_kind == "smooth":
+            return self.head(taps, planes)
+        fused = F.pixel_unshuffle(planes, self.factor)
+        for reduce, tap in zip(self.fusion, taps):
+            fused = fused + reduce(tap)
+        regrouped = fused.reshape(-1, 3 * fused.shape[1], *fused.shape[-2:])
+        return self.rgb_out(self.rgb_block(self.to_rgb(regrouped)))
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:

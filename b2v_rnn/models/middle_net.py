@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops import ResampleConv2d
@@ -23,6 +22,10 @@ class MiddleNet(nn.Module):
     ``linear_skip`` = s > 0 adds a plain s×s convolution of y (3 → 3 channels, no normalisation,
     zero at initialisation) to the output: a learned linear deblurring filter whose correction
     scales with the input's contrast, which the InstanceNorm-ended trunk learns only slowly.
+
+    ``head``: "shuffle" is the paper's output path (per-phase channels through a pixel shuffle),
+    "smooth" the grid-free one of :class:`~.blocks.SmoothHead` (``head_channels`` features
+    upsampled bilinearly); the presets use "smooth" (issue 11).
     """
 
     def __init__(
@@ -34,6 +37,8 @@ class MiddleNet(nn.Module):
         factor: int = 4,
         rgb_channels: int = 64,
         linear_skip: int = 0,
+        head: str = "shuffle",
+        head_channels: int = 16,
     ) -> None:
         super().__init__()
         self.config = {
@@ -46,6 +51,9 @@ class MiddleNet(nn.Module):
         }
         self.factor = factor
         self.linear_skip = linear_skip
+        if head != "shuffle":
+            # Only when not the paper's, so configs of weights trained before the option still match.
+            self.config.update(head=head, head_channels=head_channels)
         if linear_skip:
             if linear_skip < 0 or linear_skip % 2 == 0:
                 raise ValueError(f"linear_skip must be 0 (off) or an odd kernel size, got {linear_skip}")
@@ -56,12 +64,14 @@ class MiddleNet(nn.Module):
             nn.init.zeros_(self.skip.bias)
         # No bias: the features are only read through InstanceNorms.
         self.feature_extraction = ResampleConv2d(1, channels, 5, factor, bias=False)
-        self.refinement = PlaneRefinement(channels, num_blocks, num_dilated, fusion_taps, factor, rgb_channels)
+        self.refinement = PlaneRefinement(
+            channels, num_blocks, num_dilated, fusion_taps, factor, rgb_channels, head, head_channels
+        )
 
     def forward(self, y: Tensor) -> Tensor:
         padded, size = pad_to_multiple(y, self.factor)
         planes = fold_planes(padded)
-        correction = self.refinement(self.feature_extraction(planes), F.pixel_unshuffle(planes, self.factor))
+        correction = self.refinement(self.feature_extraction(planes), planes)
         if self.linear_skip:
             correction = correction + self.skip(padded)
         return crop_to(padded + correction, size)

@@ -15,13 +15,17 @@ from .recurrent_generator import RecurrentGenerator
 # "paper": the paper's widths (Sec. 6 and its public code): φm ≈ 4.9 M parameters.
 # "small": a quarter of the compute, for single-GPU experiments.
 # "tiny": trains in minutes on 2 CPU cores at 60–100 px crops; for tests and smoke runs.
+# φm in every preset: the "smooth" output head (bilinear upsampling, no per-phase channels), since
+# the paper's pixel-shuffle head painted a period-4 grid on photographs (issue 11; bench.probes
+# middle --head: grid 444x against 3.3x, the photograph's own level, after 2,000 steps).
 # G in every preset: motion="flow" (warp near by a predicted flow, then correct) and a 3×3
 # linear skip, decided by the teacher-forced probe of bench/probes.py (issue 11; figures in
 # bench/ABLATION.md). Weights saved before these options store a config without them and
 # rebuild the residual G they were trained as (build_model_from_config).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
-        "middle": dict(channels=144, num_blocks=12, num_dilated=6, fusion_taps=4, factor=4, rgb_channels=64),
+        "middle": dict(channels=144, num_blocks=12, num_dilated=6, fusion_taps=4, factor=4, rgb_channels=64,
+                       head="smooth", head_channels=16),
         "generator": dict(
             blurry_channels=64, near_channels=32, far_channels=32,
             num_blocks=8, num_dilated=4, fusion_taps=4, factor=5, rgb_channels=32,
@@ -30,7 +34,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "discriminator": dict(channels=64, num_downsamplings=3, max_channels=256),
     },
     "small": {
-        "middle": dict(channels=64, num_blocks=8, num_dilated=4, fusion_taps=4, factor=4, rgb_channels=32),
+        "middle": dict(channels=64, num_blocks=8, num_dilated=4, fusion_taps=4, factor=4, rgb_channels=32,
+                       head="smooth", head_channels=16),
         "generator": dict(
             blurry_channels=32, near_channels=16, far_channels=16,
             num_blocks=6, num_dilated=2, fusion_taps=3, factor=5, rgb_channels=16,
@@ -39,7 +44,8 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "discriminator": dict(channels=32, num_downsamplings=3, max_channels=128),
     },
     "tiny": {
-        "middle": dict(channels=24, num_blocks=4, num_dilated=2, fusion_taps=2, factor=4, rgb_channels=16),
+        "middle": dict(channels=24, num_blocks=4, num_dilated=2, fusion_taps=2, factor=4, rgb_channels=16,
+                       head="smooth", head_channels=16),
         "generator": dict(
             blurry_channels=12, near_channels=6, far_channels=6,
             num_blocks=4, num_dilated=2, fusion_taps=2, factor=5, rgb_channels=16,

@@ -64,6 +64,10 @@ class RecurrentGenerator(nn.Module):
     InstanceNorm, whose output has the same contrast whatever the input's, so the trunk learns a
     correction proportional to the input (the direction-free mix ``1.5·y − 0.5·near`` at T = 3,
     linear extrapolation ``2·near − far``, a sharpening filter) slowly; this path holds it at once.
+
+    ``head``: the refinement's output path, "shuffle" (the paper's) or "smooth"
+    (:class:`~.blocks.SmoothHead`). The presets keep "shuffle" for G: its period-5 pattern
+    measures at the photograph's own level (``tests/test_grid.py``).
     """
 
     def __init__(
@@ -79,6 +83,8 @@ class RecurrentGenerator(nn.Module):
         motion: str = "residual",
         flow_channels: int = 32,
         linear_skip: int = 0,
+        head: str = "shuffle",
+        head_channels: int = 16,
     ) -> None:
         super().__init__()
         self.config = {
@@ -104,6 +110,8 @@ class RecurrentGenerator(nn.Module):
             self.skip = nn.Conv2d(9, 3, linear_skip, padding=linear_skip // 2, padding_mode="reflect")
             nn.init.zeros_(self.skip.weight)
             nn.init.zeros_(self.skip.bias)
+        if head != "shuffle":
+            self.config.update(head=head, head_channels=head_channels)
         self.motion = motion
         self.linear_skip = linear_skip
         self.factor = factor
@@ -111,7 +119,9 @@ class RecurrentGenerator(nn.Module):
         self.near_extraction = ResampleConv2d(1, near_channels, 5, factor, bias=False)
         self.far_extraction = ResampleConv2d(1, far_channels, 5, factor, bias=False)
         channels = blurry_channels + near_channels + far_channels
-        self.refinement = PlaneRefinement(channels, num_blocks, num_dilated, fusion_taps, factor, rgb_channels)
+        self.refinement = PlaneRefinement(
+            channels, num_blocks, num_dilated, fusion_taps, factor, rgb_channels, head, head_channels
+        )
         if motion == "flow":
             flow_out = PreActDilatedConv2d(flow_channels, 2, 3)
             nn.init.zeros_(flow_out.weight)
@@ -142,7 +152,7 @@ class RecurrentGenerator(nn.Module):
         if self.motion == "flow":
             base = warp(base, self.predict_flow(features))
             near_planes = fold_planes(base)
-        correction = self.refinement(features, F.pixel_unshuffle(near_planes, self.factor))
+        correction = self.refinement(features, near_planes)
         if self.linear_skip:
             correction = correction + self.skip(torch.cat(padded, dim=1))
         return crop_to(base + correction, y.shape[-2:])

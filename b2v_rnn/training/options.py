@@ -37,7 +37,7 @@ FIXED_ON_RESUME = ("preset", "T", "crop", "batch_size", "seed", "stage", "train"
                    "generator_lr")
 
 # Taken from the command line (or its defaults) even on --resume: where and how to run.
-NOT_RESTORED = ("resume", "out", "overwrite", "init", "device", "num_workers", "no_progress", "threads", "fit_crop",
+NOT_RESTORED = ("resume", "out", "overwrite", "init", "init_partial", "device", "num_workers", "no_progress", "threads", "fit_crop",
                 "loader", "memory_format", "save_every", "save_minutes", "amp", "preset_auto")
 PATH_ARGS = ("train", "val", "vgg_weights", "init")
 
@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", type=Path, metavar="CKPT",
                    help="start from these weights with fresh optimisers and step 0 (e.g. a joint run for --stage "
                         "finetune); each network whose architecture differs from this run's starts fresh instead")
+    p.add_argument("--init-partial", action="store_true",
+                   help="with --init: in a network whose architecture differs, still load every tensor whose name "
+                        "and shape match (e.g. φm's trunk under a new output head); the log counts them")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     p.add_argument("--stage", choices=("joint", "finetune"), default="joint",
                    help="joint: G fed the true middle frame (teacher forcing); finetune: fed φm(y), detached")

@@ -143,7 +143,13 @@ class Trainer:
                 loaded.append(part)
             else:
                 differences = config_differences(ours, theirs, f"{part}.")
-                fresh.append(f"{'; '.join(differences[:3])}{' ...' if len(differences) > 3 else ''}")
+                summary = f"{'; '.join(differences[:3])}{' ...' if len(differences) > 3 else ''}"
+                if getattr(self.args, "init_partial", False):
+                    count = self._load_matching_tensors(part, state["model"])
+                    if count:
+                        loaded.append(f"{part}:partial")
+                        summary += f" ({count[0]} of {count[1]} tensors loaded, the rest fresh)"
+                fresh.append(summary)
         if not loaded:
             trained = state.get("args", {}).get("preset")
             remedy = f"pass --preset {trained}" if trained else "pass the --preset it was trained with"
@@ -152,9 +158,22 @@ class Trainer:
         if state.get("discriminator_config") == self.disc.config and "discriminator" in state:
             self.disc.load_state_dict(state["discriminator"])
             loaded.append("discriminator")
-        names = {"middle": "φm", "generator": "G", "discriminator": "D"}
+        names = {"middle": "φm", "generator": "G", "discriminator": "D",
+                 "middle:partial": "φm (in part)", "generator:partial": "G (in part)"}
         self.log(f"initialised {', '.join(names[p] for p in loaded)} from {path}"
                  + (f"; starting fresh where the architecture differs: {' | '.join(fresh)}" if fresh else ""))
+
+    def _load_matching_tensors(self, part: str, saved: dict) -> tuple[int, int] | None:
+        """--init-partial: loads the tensors of network ``part`` whose name and shape match
+        ``saved``; returns (loaded, total) or None if none did."""
+        network = getattr(self.model, part)
+        own = network.state_dict()
+        matching = {name: saved[f"{part}.{name}"] for name, tensor in own.items()
+                    if f"{part}.{name}" in saved and saved[f"{part}.{name}"].shape == tensor.shape}
+        if not matching:
+            return None
+        network.load_state_dict(matching, strict=False)
+        return len(matching), len(own)
 
     def _resume(self, state) -> None:
         args = self.args
