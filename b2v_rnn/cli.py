@@ -53,11 +53,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def add_device_arguments(p: argparse.ArgumentParser) -> None:
-    """--device, --amp and --threads, spelled the same in every command."""
+def add_device_arguments(p: argparse.ArgumentParser, precision: bool = False) -> None:
+    """--device, --amp and --threads, spelled the same in every command; with ``precision``
+    also --precision (the inference commands, see :mod:`b2v_rnn.inference`)."""
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", action="store_true",
-                   help="bfloat16 autocast (CUDA; on a CPU it pays where oneDNN has AMX or AVX-512-BF16)")
+                   help="bfloat16 autocast (CUDA; on a CPU it pays where oneDNN has AMX or AVX-512-BF16)"
+                        + ("; the same as --precision bf16" if precision else ""))
+    if precision:
+        p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                       help="auto: bf16 on a CPU with native bf16 (AVX-512-BF16 or AMX; 59-62 dB from fp32's "
+                            "frames, 2-3x faster), fp32 elsewhere")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
 
 

@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from . import metrics as M
 from . import visualize
-from .cli import (CliError, HelpFormatter, add_device_arguments, autocast_for, check_T, resolve_device, run_main,
+from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
                   set_threads)
+from .inference import settings_for
 from .outputs import OutputFolder, check_writable, locked_output
 from .predict import extract_tiled, load_for_inference
 
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --out, write a figure (blurry, predicted and true frames) of the first N clips")
     p.add_argument("--tile", type=int, default=0, help="run the model in N x N tiles (default 0: the whole clip)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
-    add_device_arguments(p)
+    add_device_arguments(p, precision=True)
     p.add_argument("--overwrite", action="store_true", help="replace existing metrics.json, plot and sample figures in --out")
     return p
 
@@ -190,12 +191,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
             refuse_existing(out, args.overwrite)
         data, dataset = open_dataset(args.data, args.T, args.limit)
         T = dataset.T
+        settings = settings_for(device, args.precision, args.amp)
         model, checkpoint = load_for_inference(args.checkpoint, T, device)
-        amp = autocast_for(device, args.amp)
+        model = settings.prepare(model)
 
         def extract(y: torch.Tensor) -> torch.Tensor:
-            with amp:
-                return extract_tiled(model, y, T, args.tile, args.tile_overlap)
+            with settings.autocast():
+                return extract_tiled(model, settings.input(y), T, args.tile, args.tile_overlap).float()
 
         start = time.perf_counter()
         try:
@@ -205,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         seconds = time.perf_counter() - start
         from . import ops
 
-        print(f"{data} | {checkpoint} | T={T} | {device} | amp {'bf16' if args.amp else 'off'} | {seconds:.1f} s")
+        print(f"{data} | {checkpoint} | T={T} | {settings.describe()} | {seconds:.1f} s")
         print(f"ops: {ops.describe()}")
         print(format_table(summary))
         if out is not None:

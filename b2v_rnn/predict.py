@@ -39,8 +39,9 @@ from tqdm import tqdm
 
 from . import visualize
 from .checkpoint import CheckpointError, default_checkpoint, load_model
-from .cli import (CliError, HelpFormatter, add_device_arguments, autocast_for, check_T, resolve_device, run_main,
+from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
                   set_threads)
+from .inference import InferenceSettings, settings_for
 from .outputs import check_writable, locked_output
 
 VIDEO_FORMATS = ("gif", "mp4")
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="process in N x N tiles (default 0: the whole image, tiled automatically when it would "
                         "not fit in memory)")
     p.add_argument("--tile-overlap", type=int, default=32, help="overlap of neighbouring tiles, in pixels")
-    add_device_arguments(p)
+    add_device_arguments(p, precision=True)
     p.add_argument("--video", default="gif,mp4",
                    help="animations to write besides the PNG frames: gif, mp4, both (gif,mp4) or none; "
                         "mp4 needs imageio-ffmpeg and is skipped with a note when it is missing")
@@ -391,16 +392,17 @@ def write_results(frames: torch.Tensor, stage: Path, stem: str, formats: Sequenc
         visualize.save_mp4(sequence, stage / f"{stem}.mp4", fps=fps)
 
 
-def predict_one(model, header: ImageHeader, args, device, amp) -> torch.Tensor:
+def predict_one(model, header: ImageHeader, args, settings: InferenceSettings) -> torch.Tensor:
     """The T frames (T, 3, H, W) on the CPU of one image: whole, or tiled by --tile or when
     the whole image would not fit in free memory; out of memory becomes a --tile hint."""
-    y = read_image(header.path, args.max_pixels).to(device)[None]
+    device = settings.device
+    y = settings.input(read_image(header.path, args.max_pixels)[None])
     tile = args.tile or automatic_tile(model, header, args.T, args.tile_overlap, available_bytes(device))
     whole = tile <= 0 or (header.height <= tile and header.width <= tile)
     large = header.width * header.height >= 512 * 512
     try:
-        with amp, frame_progress(model, args.T, header.path.name, enabled=whole and large):
-            return extract_tiled(model, y, args.T, tile, args.tile_overlap, progress=True)[0].cpu()
+        with settings.autocast(), frame_progress(model, args.T, header.path.name, enabled=whole and large):
+            return extract_tiled(model, y, args.T, tile, args.tile_overlap, progress=True)[0].float().cpu()
     except RuntimeError as e:
         if not _is_out_of_memory(e):
             raise
@@ -432,13 +434,14 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     check_writable(args.out, need_bytes=sum(output_bytes(h, args.T, formats) for h in headers))
     with locked_output(args.out) as out:
         refuse_existing(plans, args.overwrite)
+        settings = settings_for(device, args.precision, args.amp)
         model, _ = load_for_inference(args.checkpoint, args.T, device)
-        amp = autocast_for(device, args.amp)
+        model = settings.prepare(model)
         written: list[Path] = []
         for plan, header in tqdm(list(zip(plans, headers)), desc="predict", unit="image", disable=len(plans) < 2):
             describe_losses(header)
             try:
-                frames = predict_one(model, header, args, device, amp)
+                frames = predict_one(model, header, args, settings)
             except CliError as e:
                 if written:
                     raise CliError(f"{e} [the {len(written)} image(s) before it were written completely to "
@@ -452,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
             if not written:  # once: which implementation computed the frames
                 from . import ops
 
-                tqdm.write(f"{device}, amp {'bf16' if args.amp else 'off'} | ops: {ops.describe()}")
+                tqdm.write(f"{settings.describe()} | ops: {ops.describe()}")
             written.append(plan.folder)
             made = ", ".join(str(p) for p in plan.videos)
             tqdm.write(f"{plan.image} ({header.width}x{header.height}) -> {plan.folder}/ ({args.T} frames)"
