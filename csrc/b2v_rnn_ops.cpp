@@ -17,6 +17,9 @@ TORCH_LIBRARY(b2v_rnn, m) {
   m.def(
       "preact_dilated_conv2d_backward(Tensor grad_out, Tensor x, Tensor scale, Tensor shift, Tensor weight, "
       "int dilation, int padding, bool[5] output_mask) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // InstanceNorm statistics in one read of x: per (sample, channel) mean and biased variance,
+  // float32 (float64 for float64 x). CPU only; its gradient is a formula in _register.py.
+  m.def("channel_moments(Tensor x) -> (Tensor, Tensor)");
 }
 
 #ifndef B2V_JIT

@@ -32,8 +32,20 @@ def test_cuda_kernels_stay_reachable_by_the_switch(op, dtype):
 
 
 def test_cpu_uses_the_kernel_only_where_it_measured_faster():
-    assert _dispatch.choose(PREACT, "cpu", F32, "compiled", "auto") == "fused"  # 1.11x
-    assert _dispatch.choose(RESAMPLE, "cpu", F32, "compiled", "auto") == "eager"  # 0.97x
+    # fp32 preact: fused for 1x1 kernels and <= 4 output channels on NCHW input (2-5x); the wide
+    # 3x3 layers and any channels_last input run on oneDNN (bench/RESULTS.md, "CPU inference").
+    assert _dispatch.choose(PREACT, "cpu", F32, "compiled", "auto", (144, 144, 1, 1)) == "fused"
+    assert _dispatch.choose(PREACT, "cpu", F32, "compiled", "auto", (3, 64, 3, 3)) == "fused"
+    assert _dispatch.choose(PREACT, "cpu", F32, "compiled", "auto", (144, 144, 3, 3)) == "eager"
+    assert _dispatch.choose(PREACT, "cpu", F32, "compiled", "auto", (144, 144, 1, 1), channels_last=True) == "eager"
+    assert _dispatch.choose(PREACT, "cpu", F32, "compiled", "always", (144, 144, 3, 3), channels_last=True) == "fused"
+    assert _dispatch.choose(RESAMPLE, "cpu", F32, "compiled", "auto", (144, 16, 5, 5)) == "eager"  # 0.97x
+    # The one-pass norm statistics: every CPU float dtype, never CUDA, never under "never".
+    for dtype in (F32, BF16, F64):
+        assert _dispatch.choose("channel_moments", "cpu", dtype, "compiled", "auto") == "fused"
+        assert _dispatch.choose("channel_moments", "cpu", dtype, "compiled", "never") == "eager"
+        assert _dispatch.choose("channel_moments", "cuda", dtype, "compiled", "always") == "eager"
+    assert _dispatch.choose("channel_moments", "cpu", F16, "compiled", "always") == "eager"
     # bf16 has no CPU kernel: oneDNN's bf16 convolution (AMX) runs it, whatever the policy.
     for op in (PREACT, RESAMPLE):
         assert _dispatch.choose(op, "cpu", BF16, "compiled", "auto") == "eager"
@@ -58,7 +70,8 @@ def test_policy_comes_from_the_environment_and_rejects_typos(monkeypatch):
 def test_describe_names_library_policy_and_paths():
     line = _dispatch.describe("compiled", "auto")
     assert line.startswith("library compiled, B2V_FUSED=auto")
-    assert "cpu float32: preact fused, resample eager" in line and "cuda bfloat16: eager" in line
+    assert "cpu float32: preact fused 1x1/narrow NCHW, else eager, resample eager, norm one-pass kernel" in line
+    assert "cpu bfloat16: preact eager, resample eager, norm one-pass kernel" in line and "cuda bfloat16: eager" in line
     assert "cpu float32: eager" in _dispatch.describe("reference", "auto")
 
 
@@ -142,7 +155,7 @@ def test_whole_model_trains_under_cpu_autocast():
         assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), name
 
 
-@pytest.mark.parametrize("method", ["two_pass", "welford", "sums"])
+@pytest.mark.parametrize("method", ["two_pass", "welford", "sums", "moments"])
 def test_channel_statistics_methods_agree(method):
     from b2v_rnn.ops.preact_dilated_conv2d import channel_statistics
 
@@ -151,6 +164,8 @@ def test_channel_statistics_methods_agree(method):
     mean, var = channel_statistics(x, "two_pass")
     torch.testing.assert_close(mean, x.mean(dim=(2, 3)))
     torch.testing.assert_close(var, x.var(dim=(2, 3), unbiased=False))
+    if method == "moments":
+        require_kernels()
     m, v = channel_statistics(x.bfloat16(), method)
     torch.testing.assert_close(m.double(), mean, rtol=1e-2, atol=2e-2)
     torch.testing.assert_close(v.double(), var, rtol=2e-2, atol=2e-2)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops import PreActDilatedConv2d, ResampleConv2d
+from ..ops.preact_dilated_conv2d import channel_statistics
 
 
 def dilation_schedule(num_blocks: int, num_dilated: int) -> list[tuple[int, int]]:
@@ -53,7 +54,8 @@ class PreActResBlock(nn.Module):
         self.conv2 = PreActDilatedConv2d(channels, channels, 3, dilation=dilations[1], bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.pointwise(x) + self.conv2(self.conv1(x))
+        statistics = channel_statistics(x)  # both branches normalise x: one set of statistics
+        return x + self.pointwise(x, statistics) + self.conv2(self.conv1(x, statistics))
 
 
 def fold_planes(x: Tensor) -> Tensor:

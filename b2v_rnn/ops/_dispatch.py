@@ -8,9 +8,13 @@ or oneDNN, so "eager" is the vendor path, not a slow fallback.
 ``B2V_FUSED`` sets the policy, read once per process (:func:`fused_policy` changes it):
 
 - ``auto`` (default): the fused kernel only where ``bench/`` measured it faster than the eager
-  chain (:data:`MEASURED_FASTER`). Today that is the CPU float32 pre-activation conv (1.11×);
-  on CUDA the fused kernels are 1.5–12× slower than cuDNN in channels_last (bench/RESULTS.md),
-  so CUDA runs the eager chain, TF32 for float32;
+  chain (:data:`MEASURED_FASTER`), per weight shape. Today that is the CPU float32
+  pre-activation conv with a 1×1 kernel or at most 4 output channels (1×1: 2–5× the eager
+  chain, whose oneDNN 1×1 convolution is slow; 3×3 → 3 channels at full resolution: ~3×),
+  while the wide 3×3 layers run faster on oneDNN (the fused im2col + GEMM measured 0.4–0.6×
+  at the model's shapes; ``bench/bench_model.py``'s fp32 rows per policy). On CUDA the fused
+  kernels are 1.5–12× slower than cuDNN in channels_last (bench/RESULTS.md), so CUDA runs the
+  eager chain, TF32 for float32;
 - ``always``: the fused kernel wherever one exists for the dtype (tests, benchmarks);
 - ``never``: the eager chain everywhere, with the library still loaded.
 """
@@ -30,14 +34,35 @@ KERNEL_DTYPES = {
     "cpu": (torch.float32, torch.float64),
     "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16),
 }
-"""The dtypes each device's kernels implement (csrc/cpu, csrc/cuda)."""
+"""The dtypes each device's convolution kernels implement (csrc/cpu, csrc/cuda)."""
+
+OP_KERNEL_DTYPES = {
+    ("channel_moments", "cpu"): (torch.float32, torch.float64, torch.bfloat16),
+    ("channel_moments", "cuda"): (),
+}
+"""Ops whose kernels differ from :data:`KERNEL_DTYPES`: the one-pass norm statistics are CPU only."""
+
+
+def _pointwise_or_narrow(weight_shape: tuple[int, ...] | None, channels_last: bool) -> bool:
+    # The CPU kernels read NCHW: a channels_last input would be converted first (measured slower).
+    if channels_last:
+        return False
+    return weight_shape is None or weight_shape[-1] == weight_shape[-2] == 1 or weight_shape[0] <= 4
+
+
+def _any_shape(weight_shape: tuple[int, ...] | None, channels_last: bool) -> bool:
+    return True
+
 
 MEASURED_FASTER = {
-    ("preact_dilated_conv2d", "cpu", torch.float32),
+    ("preact_dilated_conv2d", "cpu", torch.float32): _pointwise_or_narrow,
+    # 3.5-6x the eager statistics (two-pass in float32; a float32 copy and two sums in bfloat16).
+    **{("channel_moments", "cpu", dtype): _any_shape for dtype in (torch.float32, torch.bfloat16, torch.float64)},
 }
-"""(op, device type, dtype) where the fused kernel beat the eager chain in ``bench/``
-(bench/RESULTS.md). The CPU resample conv measured 0.97× and is left out; add an entry only
-with a benchmark that shows the win."""
+"""(op, device type, dtype) → whether, for a weight shape (K, C, kh, kw) and the input's layout,
+the fused kernel beat the eager chain in ``bench/`` (bench/RESULTS.md, "CPU inference"). The
+CPU resample conv measured 0.97× and is left out; add an entry only with a benchmark that
+shows the win."""
 
 _policy: str | None = None
 
@@ -68,15 +93,25 @@ def fused(policy: str) -> Iterator[None]:
         _policy = previous
 
 
-def choose(op: str, device_type: str, dtype: torch.dtype, backend: str, policy: str) -> str:
-    """``"fused"`` or ``"eager"`` for one call; a pure function of its arguments."""
+def choose(op: str, device_type: str, dtype: torch.dtype, backend: str, policy: str,
+           weight_shape: tuple[int, ...] | None = None, channels_last: bool = False) -> str:
+    """``"fused"`` or ``"eager"`` for one call; a pure function of its arguments.
+
+    ``weight_shape`` (K, C, kh, kw) of the call's convolution; None asks about the op in general
+    (:func:`describe`): "fused" if it is fused for some shape. ``channels_last``: the input's layout."""
     if backend == "reference" or policy == "never":
         return "eager"
-    if dtype not in KERNEL_DTYPES.get(device_type, ()):
+    if dtype not in OP_KERNEL_DTYPES.get((op, device_type), KERNEL_DTYPES.get(device_type, ())):
         return "eager"
-    if policy == "always" or (op, device_type, dtype) in MEASURED_FASTER:
+    if policy == "always":
         return "fused"
-    return "eager"
+    faster = MEASURED_FASTER.get((op, device_type, dtype))
+    return "fused" if faster is not None and faster(weight_shape, channels_last) else "eager"
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether x is in channels_last and not also plain contiguous (C = 1 or H = W = 1 are both)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def describe(backend: str, policy: str | None = None) -> str:
@@ -86,8 +121,12 @@ def describe(backend: str, policy: str | None = None) -> str:
     for device_type in ("cpu", "cuda"):
         for dtype in (torch.float32, torch.bfloat16):
             paths = {op: choose(op, device_type, dtype, backend, policy) for op in OPS}
+            if paths[OPS[0]] == "fused" and policy == "auto":
+                paths[OPS[0]] = "fused 1x1/narrow NCHW, else eager"
+            if choose("channel_moments", device_type, dtype, backend, policy) == "fused":
+                paths["norm"] = "one-pass kernel"
             name = str(dtype).replace("torch.", "")
-            if len(set(paths.values())) == 1:
+            if len(set(paths.values())) == 1 and "norm" not in paths:
                 parts.append(f"{device_type} {name}: {paths[OPS[0]]}")
             else:
                 parts.append(f"{device_type} {name}: " + ", ".join(f"{op.split('_')[0]} {p}" for op, p in paths.items()))

@@ -18,12 +18,13 @@ _done = False
 
 
 def register_python_parts() -> None:
-    """Registers fake kernels for the four ops and autograd for the two forward ops (idempotent)."""
+    """Registers fake kernels for the five ops and autograd for the three forward ops (idempotent)."""
     global _done
     if _done:
         return
     _register_resample_conv2d()
     _register_preact_dilated_conv2d()
+    _register_channel_moments()
     _done = True
 
 
@@ -114,3 +115,30 @@ def _register_preact_dilated_conv2d() -> None:
         return tuple(grads)
 
     torch.library.register_autograd("b2v_rnn::preact_dilated_conv2d", backward, setup_context=setup_context)
+
+
+def _register_channel_moments() -> None:
+    @torch.library.register_fake("b2v_rnn::channel_moments")
+    def _fake(x):
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return x.new_empty(x.shape[:2], dtype=dtype), x.new_empty(x.shape[:2], dtype=dtype)
+
+    def setup_context(ctx, inputs, output):
+        (x,) = inputs
+        ctx.save_for_backward(x, output[0])
+
+    def backward(ctx, grad_mean, grad_var):
+        # mean = Σx / n and var = Σ(x − mean)² / n, so ∂/∂x = grad_mean / n + grad_var · 2(x − mean) / n
+        # (the term through the mean vanishes: Σ(x − mean) = 0).
+        x, mean = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None
+        count = x.shape[2] * x.shape[3]
+        grad = torch.zeros_like(x, dtype=mean.dtype)
+        if grad_mean is not None:
+            grad = grad + (grad_mean / count)[:, :, None, None]
+        if grad_var is not None:
+            grad = grad + (2.0 / count) * grad_var[:, :, None, None] * (x.to(mean.dtype) - mean[:, :, None, None])
+        return grad.to(x.dtype)
+
+    torch.library.register_autograd("b2v_rnn::channel_moments", backward, setup_context=setup_context)

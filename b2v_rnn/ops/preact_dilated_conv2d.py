@@ -50,6 +50,14 @@ def preact_dilated_conv2d_reference(
     return F.conv2d(activated, weight, bias, padding=padding, dilation=dilation)
 
 
+def _eager_chain(x: Tensor, scale: Tensor, shift: Tensor, weight: Tensor, bias: Tensor | None, dilation: int,
+                 padding: int) -> Tensor:
+    """The reference chain in two elementwise passes instead of three (``addcmul``, then ReLU in
+    place: neither's backward reads the tensor the ReLU overwrites); what "eager" runs."""
+    activated = F.relu(torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None]), inplace=True)
+    return F.conv2d(activated, weight, bias, padding=padding, dilation=dilation)
+
+
 def same_padding(weight: Tensor, dilation: int) -> int:
     return dilation * (weight.shape[-1] - 1) // 2
 
@@ -88,21 +96,24 @@ def preact_dilated_conv2d(
         padding = same_padding(weight, dilation)
     x, scale, shift, weight, bias = cast_for_autocast(x, scale, shift, weight, bias)
     _check_args(x, scale, shift, weight, bias, dilation, padding)
-    path = _dispatch.choose("preact_dilated_conv2d", x.device.type, x.dtype, _loader.backend(), _dispatch.fused_policy())
+    path = _dispatch.choose("preact_dilated_conv2d", x.device.type, x.dtype, _loader.backend(), _dispatch.fused_policy(),
+                            tuple(weight.shape), _dispatch.is_channels_last(x))
     if path == "eager":
-        return preact_dilated_conv2d_reference(x, scale, shift, weight, bias, dilation, padding)
+        return _eager_chain(x, scale, shift, weight, bias, dilation, padding)
     return torch.ops.b2v_rnn.preact_dilated_conv2d(x, scale, shift, weight, bias, dilation, padding)
 
 
-def instance_norm_affine(x: Tensor, gamma: Tensor, beta: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+def instance_norm_affine(x: Tensor, gamma: Tensor, beta: Tensor, eps: float,
+                         statistics: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
     """InstanceNorm(affine) of x (B, C, H, W) folded into per-(sample, channel) scale, shift (B, C).
 
     Statistics are always those of the current input (no running statistics: with tracked
     statistics the network would normalise by stale values, DESIGN §7's pitfall). They come
     from :func:`channel_statistics`; scale and shift are computed in float32 and returned in
-    x's dtype.
+    x's dtype. ``statistics``: x's (mean, var) when the caller already has them (a residual
+    block normalises its input twice, with different affine parameters).
     """
-    mean, var = channel_statistics(x)
+    mean, var = channel_statistics(x) if statistics is None else statistics
     scale = gamma.float() * torch.rsqrt(var.float() + eps)
     shift = beta.float() - mean.float() * scale
     return scale.to(x.dtype), shift.to(x.dtype)
@@ -119,13 +130,21 @@ def channel_statistics(x: Tensor, method: str | None = None) -> tuple[Tensor, Te
     - ``"welford"`` (16-bit on CUDA): one pass of torch.var_mean, float32 accumulation, no fp32
       copy of the activation (the float32 two-pass version moved ~750 MB per 720p layer). Its
       results are rounded to x's dtype, the precision the convolution reads x at anyway.
-    - ``"sums"`` (bfloat16 on CPU): Σx and Σx² accumulated in float32 in one sweep each,
-      var = E[x²] − E[x]². 3–4× faster than var_mean on CPU in bf16 (forward+backward at
-      24×64×20×20: 0.8–1.0 ms against 4.0 ms). Its cancellation error, ~2⁻⁹·E[x²]/var/√(HW), is
-      of the order of bf16's own rounding of x; not used for float16, whose x² overflows at 256.
+    - ``"sums"`` (bfloat16 on CPU without the library): Σx and Σx² accumulated in float32 in one
+      sweep each, var = E[x²] − E[x]². 3–4× faster than var_mean on CPU in bf16 (forward+backward
+      at 24×64×20×20: 0.8–1.0 ms against 4.0 ms), but it copies x to float32 first. Its
+      cancellation error, ~2⁻⁹·E[x²]/var/√(HW), is of the order of bf16's own rounding of x; not
+      used for float16, whose x² overflows at 256.
+    - ``"moments"`` (CPU, float32/bfloat16/float64, when the library is loaded): the one-pass
+      kernel ``b2v_rnn::channel_moments`` (csrc/cpu/channel_moments_kernel.cpp), which reads x
+      once in either layout, sums shifted data in float runs and double totals; 3.5–6× the
+      eager statistics at the model's shapes (bench/RESULTS.md, "CPU inference").
     """
     if method is None:
-        if x.dtype == torch.bfloat16 and x.device.type == "cpu":
+        if _dispatch.choose("channel_moments", x.device.type, x.dtype, _loader.backend(),
+                            _dispatch.fused_policy()) == "fused":
+            method = "moments"
+        elif x.dtype == torch.bfloat16 and x.device.type == "cpu":
             method = "sums"
         elif x.dtype in (torch.float16, torch.bfloat16):
             method = "welford"
@@ -143,7 +162,9 @@ def channel_statistics(x: Tensor, method: str | None = None) -> tuple[Tensor, Te
         mean = x.sum(dim=(2, 3), dtype=torch.float32) / count
         mean_square = x.square().sum(dim=(2, 3), dtype=torch.float32) / count
         return mean, (mean_square - mean.square()).clamp_min(0.0)
-    raise ValueError(f"channel_statistics: method must be two_pass, welford or sums, got {method!r}")
+    if method == "moments":
+        return torch.ops.b2v_rnn.channel_moments(x)
+    raise ValueError(f"channel_statistics: method must be two_pass, welford, sums or moments, got {method!r}")
 
 
 class PreActDilatedConv2d(nn.Module):
@@ -176,8 +197,9 @@ class PreActDilatedConv2d(nn.Module):
         self.padding = dilation * (kernel_size - 1) // 2 if padding is None else padding
         self.eps = eps
 
-    def forward(self, x: Tensor) -> Tensor:
-        scale, shift = instance_norm_affine(x, self.norm_weight, self.norm_bias, self.eps)
+    def forward(self, x: Tensor, statistics: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """``statistics``: x's (mean, var) from :func:`channel_statistics`, if already computed."""
+        scale, shift = instance_norm_affine(x, self.norm_weight, self.norm_bias, self.eps, statistics)
         return preact_dilated_conv2d(x, scale, shift, self.weight, self.bias, self.dilation, self.padding)
 
     def extra_repr(self) -> str:

@@ -94,7 +94,8 @@ def resample_conv2d(
     """
     x, weight, bias = cast_for_autocast(x, weight, bias)
     _check_args(x, weight, bias, factor, padding, mode)
-    path = _dispatch.choose("resample_conv2d", x.device.type, x.dtype, _loader.backend(), _dispatch.fused_policy())
+    path = _dispatch.choose("resample_conv2d", x.device.type, x.dtype, _loader.backend(), _dispatch.fused_policy(),
+                            tuple(weight.shape), _dispatch.is_channels_last(x))
     if path == "eager":
         return resample_conv2d_reference(x, weight, bias, factor, padding, mode)
     return torch.ops.b2v_rnn.resample_conv2d(x, weight, bias, factor, padding, mode == "shuffle")
