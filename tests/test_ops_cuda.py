@@ -168,34 +168,68 @@ def test_output_masks_return_only_what_is_asked():
     assert [r.numel() == 0 for r in results] == [False, True, True]
 
 
-def _poisoned_output(call) -> torch.Tensor:
-    """Calls `call` with the caching allocator's only free large block filled with NaN.
+SMALL_REQUEST = 1 << 20
+"""The caching allocator serves requests up to 1 MiB from its small pool, larger ones from the large pool."""
 
-    Outputs here are > 1 MiB, so they come from the large-block pool; after empty_cache()
-    the freed NaN block is the only free block there, and the output is carved from it.
+
+def _free_blocks(pool: str) -> list[int]:
+    """Sizes of the caching allocator's free blocks in its ``"small"`` or ``"large"`` pool
+    (large-pool blocks under 1 MiB cannot serve a large request and are left out)."""
+    least = 1 if pool == "small" else SMALL_REQUEST + 1
+    return [block["size"] for segment in torch.cuda.memory_snapshot() if segment.get("segment_type") == pool
+            for block in segment["blocks"] if block["state"] == "inactive" and block["size"] >= least]
+
+
+def _poisoned_output(call, out_bytes: int) -> torch.Tensor:
+    """Calls `call` with EVERY free block the output could be carved from filled with NaN.
+
+    The first version poisoned one fresh block and hoped the output would land there; a
+    float32 input's segment had a free tail that fit better, so the test failed on its own
+    trick (issue 13). Here: a free block of twice the output's size is made in the output's
+    pool, then every free block of that pool is taken by allocations of the largest free size
+    (whole blocks; at most 1 MiB at a time in the small pool), filled with 0xFF bytes (NaN in
+    float32, bfloat16 and float16) and released. The output can only come from poisoned
+    memory, and the address check says so if it did not.
     """
+    pool = "small" if out_bytes <= SMALL_REQUEST else "large"
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
-    poison = torch.full((1 << 24,), float("nan"), device="cuda")
-    start, end = poison.data_ptr(), poison.data_ptr() + poison.numel() * poison.element_size()
-    del poison
+    room = torch.empty(min(2 * out_bytes, SMALL_REQUEST) if pool == "small" else 2 * out_bytes,
+                       dtype=torch.uint8, device="cuda")
+    del room
+    poisoned, ranges = [], []
+    for _ in range(10_000):
+        free = _free_blocks(pool)
+        if not free:
+            break
+        size = max(free) if pool == "large" else min(max(free), SMALL_REQUEST)
+        block = torch.full((size,), 0xFF, dtype=torch.uint8, device="cuda")
+        poisoned.append(block)
+        ranges.append((block.data_ptr(), block.data_ptr() + block.numel()))
+    assert not _free_blocks(pool), f"could not take every free block of the {pool} pool"
+    torch.cuda.synchronize()
+    del poisoned, block
     out = call()
     torch.cuda.synchronize()
-    assert start <= out.data_ptr() < end, "the output did not reuse the poisoned block"
+    assert any(start <= out.data_ptr() < end for start, end in ranges), "the output did not come from poisoned memory"
     return out
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_every_output_element_is_written(dtype):
+    size = torch.empty((), dtype=dtype).element_size()
     x, weight, bias = (t.cuda() for t in resample_inputs((4, 3, 244, 268), (37, 48, 3, 3), dtype))
-    out = _poisoned_output(lambda: torch.ops.b2v_rnn.resample_conv2d(x, weight, bias, 4, 1, False))
+    out = _poisoned_output(lambda: torch.ops.b2v_rnn.resample_conv2d(x, weight, bias, 4, 1, False),
+                           4 * 37 * 61 * 67 * size)
     assert not out.isnan().any()
     x, scale, shift, weight, _ = (t.cuda() for t in preact_inputs((4, 19, 61, 67), (50, 19, 3, 3), dtype))
-    out = _poisoned_output(lambda: torch.ops.b2v_rnn.preact_dilated_conv2d(x, scale, shift, weight, None, 2, 2))
+    out = _poisoned_output(lambda: torch.ops.b2v_rnn.preact_dilated_conv2d(x, scale, shift, weight, None, 2, 2),
+                           4 * 50 * 61 * 67 * size)
     assert not out.isnan().any()
     grad_out = torch.ones_like(out)
     grad_x = _poisoned_output(
-        lambda: torch.ops.b2v_rnn.preact_dilated_conv2d_backward(grad_out, x, scale, shift, weight, 2, 2, [True] * 5)[0]
+        lambda: torch.ops.b2v_rnn.preact_dilated_conv2d_backward(grad_out, x, scale, shift, weight, 2, 2, [True] * 5)[0],
+        x.numel() * size,
     )
     assert not grad_x.isnan().any()
 
