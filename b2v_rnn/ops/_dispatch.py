@@ -8,13 +8,11 @@ or oneDNN, so "eager" is the vendor path, not a slow fallback.
 ``B2V_FUSED`` sets the policy, read once per process (:func:`fused_policy` changes it):
 
 - ``auto`` (default): the fused kernel only where ``bench/`` measured it faster than the eager
-  chain (:data:`MEASURED_FASTER`), per weight shape. Today that is the CPU float32
-  pre-activation conv with a 1×1 kernel or at most 4 output channels (1×1: 2–5× the eager
-  chain, whose oneDNN 1×1 convolution is slow; 3×3 → 3 channels at full resolution: ~3×),
-  while the wide 3×3 layers run faster on oneDNN (the fused im2col + GEMM measured 0.4–0.6×
-  at the model's shapes; ``bench/bench_model.py``'s fp32 rows per policy). On CUDA the fused
-  kernels are 1.5–12× slower than cuDNN in channels_last (bench/RESULTS.md), so CUDA runs the
-  eager chain, TF32 for float32;
+  chain (:data:`MEASURED_FASTER`), per weight shape and layout: on the CPU the one-pass norm
+  statistics in every float dtype (3.5–6×), and the float32 pre-activation conv on NCHW input
+  for layers of at most :data:`SMALL_GEMM` weights (1.14–1.98×; the wide layers ran 0.44–0.89×
+  oneDNN's speed, ``bench/bench_layers.py``). On CUDA the fused kernels are 1.5–12× slower than
+  cuDNN in channels_last (bench/RESULTS.md), so CUDA runs the eager chain, TF32 for float32;
 - ``always``: the fused kernel wherever one exists for the dtype (tests, benchmarks);
 - ``never``: the eager chain everywhere, with the library still loaded.
 """
@@ -43,11 +41,21 @@ OP_KERNEL_DTYPES = {
 """Ops whose kernels differ from :data:`KERNEL_DTYPES`: the one-pass norm statistics are CPU only."""
 
 
-def _pointwise_or_narrow(weight_shape: tuple[int, ...] | None, channels_last: bool) -> bool:
+SMALL_GEMM = 64 * 64
+"""Weight elements K·C·kh·kw up to which the CPU fp32 fused preact conv beat oneDNN: every
+layer of the paper model at 320² with at most 4,096 (1×1 convs to ≤ 64 or to the 16/25 fusion
+channels, the 3×3 convs to 2–3 channels: 1.14–1.98×) and none above (the 128/144-channel
+layers: 0.44–0.89×), in ``bench/bench_layers.py``."""
+
+
+def _small_gemm(weight_shape: tuple[int, ...] | None, channels_last: bool) -> bool:
     # The CPU kernels read NCHW: a channels_last input would be converted first (measured slower).
     if channels_last:
         return False
-    return weight_shape is None or weight_shape[-1] == weight_shape[-2] == 1 or weight_shape[0] <= 4
+    if weight_shape is None:
+        return True
+    k, c, kh, kw = weight_shape
+    return k * c * kh * kw <= SMALL_GEMM
 
 
 def _any_shape(weight_shape: tuple[int, ...] | None, channels_last: bool) -> bool:
@@ -55,7 +63,7 @@ def _any_shape(weight_shape: tuple[int, ...] | None, channels_last: bool) -> boo
 
 
 MEASURED_FASTER = {
-    ("preact_dilated_conv2d", "cpu", torch.float32): _pointwise_or_narrow,
+    ("preact_dilated_conv2d", "cpu", torch.float32): _small_gemm,
     # 3.5-6x the eager statistics (two-pass in float32; a float32 copy and two sums in bfloat16).
     **{("channel_moments", "cpu", dtype): _any_shape for dtype in (torch.float32, torch.bfloat16, torch.float64)},
 }
@@ -122,7 +130,7 @@ def describe(backend: str, policy: str | None = None) -> str:
         for dtype in (torch.float32, torch.bfloat16):
             paths = {op: choose(op, device_type, dtype, backend, policy) for op in OPS}
             if paths[OPS[0]] == "fused" and policy == "auto":
-                paths[OPS[0]] = "fused 1x1/narrow NCHW, else eager"
+                paths[OPS[0]] = "fused for small NCHW layers, else eager"
             if choose("channel_moments", device_type, dtype, backend, policy) == "fused":
                 paths["norm"] = "one-pass kernel"
             name = str(dtype).replace("torch.", "")
