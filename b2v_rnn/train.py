@@ -38,7 +38,9 @@ validates and saves when they are spent (a GPU lease, a CI slot). Its schedule d
 the clock, so resuming it is not bit-exact, unlike a step-based run.
 
 Mixed precision: --amp is bfloat16 autocast, on CUDA and on CPU (oneDNN bf16, AMX where
-the CPU has it). On CUDA the activations are channels_last (--memory-format).
+the CPU has it). The activations are channels_last on both (--memory-format; on a 2-core CPU
+the small preset's step ran 1.27-1.28x faster than in NCHW). --resume does not restore --amp
+(where and how to run is the command line's), and says so when the checkpoint had it.
 
 Stopping: Ctrl-C (SIGINT) or SIGTERM (a scheduler's preemption) finishes the current step,
 writes checkpoint.pt there and exits with 128 + the signal number; `--resume` then continues

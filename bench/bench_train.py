@@ -43,9 +43,9 @@ def step_flops(run_step) -> int:
     return counter.get_total_flops()
 
 
-def run_training(benchmark, preset, batch, crop, device, amp, rounds, warmup):
+def run_training(benchmark, preset, batch, crop, device, amp, rounds, warmup, layout=None):
     torch.manual_seed(0)
-    layout = torch.channels_last if device == "cuda" else torch.contiguous_format
+    layout = layout or (torch.channels_last if device == "cuda" else torch.contiguous_format)
     model = build_model(preset).to(device, memory_format=layout)
     disc = build_discriminator(preset).to(device, memory_format=layout)
     fused = {"fused": True} if device == "cuda" else {}  # as the trainer does
@@ -86,7 +86,7 @@ def run_training(benchmark, preset, batch, crop, device, amp, rounds, warmup):
         tflop_per_second=flops / 1e12 / seconds, peak_memory_mib=round(peak, 1),
         peak_memory_kind="cuda max_memory_allocated" if on_cuda else "process peak RSS",
         device=torch.cuda.get_device_name() if on_cuda else "cpu", threads=torch.get_num_threads(),
-        ops=ops.describe(), layout="channels_last" if on_cuda else "contiguous",
+        ops=ops.describe(), layout="channels_last" if layout == torch.channels_last else "contiguous",
     )
 
 
@@ -96,9 +96,12 @@ AMP = pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16"])
 @AMP
 @pytest.mark.parametrize("preset,batch,crop", [("tiny", 4, 40), ("tiny", 8, 60), ("small", 8, 80)],
                          ids=["tiny-b4-40px", "tiny-b8-60px", "small-b8-80px"])
-def test_train_step_cpu(benchmark, preset, batch, crop, amp):
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_train_step_cpu(benchmark, preset, batch, crop, amp, layout):
     benchmark.group = f"train step cpu {preset} b{batch} {crop}px"
-    run_training(benchmark, preset, batch=batch, crop=crop, device="cpu", amp=amp, rounds=3, warmup=1)
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    run_training(benchmark, preset, batch=batch, crop=crop, device="cpu", amp=amp, rounds=3, warmup=1,
+                 layout=memory_format)
 
 
 @pytest.mark.cuda

@@ -376,3 +376,11 @@ def test_save_minutes_saves_on_the_clock(data, tmp_path, monkeypatch):
     saved_steps = steps_saved_between_validations(  # 0.0001 min = 6 ms: due after every step
         monkeypatch, args(data, out, "--max-steps", "3", "--val-every", "100", "--save-minutes", "0.0001"))
     assert saved_steps == [1, 2]  # step 3 is the last: validated and saved there
+
+
+def test_resume_without_amp_says_the_run_had_it(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    train.main(args(data, run, "--max-steps", "1", "--amp"))
+    capsys.readouterr()
+    train.main(["--out", str(run), "--resume", "--max-steps", "2", "--no-progress"])
+    assert "trained with --amp (bf16); this run continues in float32" in capsys.readouterr().err

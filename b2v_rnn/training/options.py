@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "file held as uint8 on the device and augmented there; auto: resident on CUDA when the "
                         "file fits in a quarter of the GPU's memory, else hdf5")
     p.add_argument("--memory-format", choices=("auto", "channels_last", "contiguous"), default="auto",
-                   help="activation layout; auto: channels_last on CUDA (cuDNN's fast NHWC kernels), "
-                        "contiguous (NCHW) on CPU")
+                   help="activation layout; auto: channels_last (cuDNN's and oneDNN's fast NHWC kernels; on "
+                        "a 2-core CPU the small preset's step ran 1.27x faster in fp32 and 1.28x in bf16)")
     add_device_arguments(p)
     p.add_argument("--seed", type=int, default=0, help="seeds initialisation, data order and augmentation")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
@@ -159,6 +159,10 @@ def _restore_from_checkpoint(args, parser, argv) -> None:
                            "keeps the settings it started with (start a new run with --init instead)")
     if "pair_loss" not in state["args"] and "pair_loss" not in explicit:
         args.pair_loss = "eq5"  # runs saved before the option existed trained with eq. 5
+    if state["args"].get("amp") and not args.amp:
+        # --amp is where-to-run, not restored; but silently dropping bf16 halves a CPU run's speed.
+        print(f"note: --resume: {path} trained with --amp (bf16); this run continues in float32 "
+              "(pass --amp to keep bf16)", file=sys.stderr)
     args.resume_state, args.resume_path = state, path
 
 

@@ -60,7 +60,7 @@ class Trainer:
         self.log = print if ctx.is_main else (lambda *a, **k: None)
         self.amp = autocast_for(self.device, args.amp)
         on_cuda = self.device.type == "cuda"
-        channels_last = args.memory_format == "channels_last" or (args.memory_format == "auto" and on_cuda)
+        channels_last = args.memory_format in ("auto", "channels_last")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if on_cuda:
             torch.backends.cudnn.benchmark = True  # fixed crop and batch: pick the fastest kernels once
