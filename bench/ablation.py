@@ -171,6 +171,21 @@ def markdown(results: dict) -> str:
     for name, r in results["variants"].items():
         gains = " | ".join(f"{v - b:+.2f}" for v, b in zip(r["psnr_per_step"], base["psnr_per_step"]))
         lines.append(f"| {r['label']} | {gains} |")
+    patch = lambda summary: [summary[f"patch_pair_psnr_k{k}"] for k in range(1, K + 1)]  # noqa: E731
+    lines += [
+        "",
+        "Per-patch pair PSNR (each 16 px patch takes its own order: every moving layer's direction is "
+        "ambiguous on its own), gain over repeat y (dB), and the signed-direction correlation "
+        "against its shuffled control:",
+        "",
+        f"| variant | {steps} | direction corr. {steps} |",
+        "|---|" + "---:|" * (2 * K),
+    ]
+    for name, r in results["variants"].items():
+        gains = " | ".join(f"{v - b:+.2f}" for v, b in zip(patch(r["eval"]), patch(base["eval"])))
+        corr = " | ".join(f"{r['eval'][f'direction_corr_k{k}']:.2f} ({r['eval'][f'direction_corr_shuffled_k{k}']:.2f})"
+                          for k in range(1, K + 1))
+        lines.append(f"| {r['label']} | {gains} | {corr} |")
     lines += [
         "",
         "Given the true middle frame x[m] instead of φm(y) (isolates the non-middle networks):",
