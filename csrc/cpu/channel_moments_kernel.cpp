@@ -67,6 +67,8 @@ void channel_block_moments(const scalar_t* p, int64_t pixels, int64_t channels, 
   for (int64_t start = 0; start < pixels; start += kPixelRun) {
     const int64_t end = std::min(pixels, start + kPixelRun);
     acc s[kLanes] = {}, q[kLanes] = {};
+    // The same loop twice: with the trip count a constant the compiler vectorises the full
+    // blocks of 16 channels; the tail block (C not a multiple of 16) takes the generic one.
     if (lanes == kLanes) {
       for (int64_t i = start; i < end; ++i) {
         const scalar_t* row = p + i * channels;
