@@ -3,6 +3,7 @@
 - :func:`resample_conv2d` / :class:`ResampleConv2d`: conv2d over a pixel-(un)shuffled input.
 - :func:`preact_dilated_conv2d` / :class:`PreActDilatedConv2d`: InstanceNorm-affine, ReLU
   and a dilated conv2d.
+- :func:`channel_moments`: InstanceNorm statistics in one read of x (CPU kernel).
 
 :func:`backend` tells which kernel library loaded (``B2V_OPS`` forces one); per call, the
 fused kernel or the eager cuDNN/oneDNN chain runs by the policy of ``_dispatch``
@@ -13,6 +14,7 @@ follow ``torch.autocast``.
 from . import _dispatch
 from ._dispatch import fused, fused_policy
 from ._loader import BACKENDS, BackendError, backend
+from .channel_moments import channel_moments, channel_moments_reference
 from .preact_dilated_conv2d import (
     PreActDilatedConv2d,
     instance_norm_affine,
@@ -32,6 +34,8 @@ __all__ = [
     "BACKENDS",
     "BackendError",
     "backend",
+    "channel_moments",
+    "channel_moments_reference",
     "describe",
     "fused",
     "fused_policy",

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from . import _dispatch, _loader
 from ._autocast import cast_for_autocast
 from ._checks import check_conv_args, check_same
+from .channel_moments import channel_moments
 
 
 def preact_dilated_conv2d_reference(
@@ -136,9 +137,8 @@ def channel_statistics(x: Tensor, method: str | None = None) -> tuple[Tensor, Te
       cancellation error, ~2⁻⁹·E[x²]/var/√(HW), is of the order of bf16's own rounding of x; not
       used for float16, whose x² overflows at 256.
     - ``"moments"`` (CPU, float32/bfloat16/float64, when the library is loaded): the one-pass
-      kernel ``b2v_rnn::channel_moments`` (csrc/cpu/channel_moments_kernel.cpp), which reads x
-      once in either layout, sums shifted data in float runs and double totals; 3.5–6× the
-      eager statistics at the model's shapes (bench/RESULTS.md, "CPU inference").
+      kernel of :mod:`~b2v_rnn.ops.channel_moments`, which reads x once in either layout;
+      3–6× the eager statistics forward and backward at the model's shapes (bench/RESULTS.md).
     """
     if method is None:
         if _dispatch.choose("channel_moments", x.device.type, x.dtype, _loader.backend(),
@@ -163,7 +163,7 @@ def channel_statistics(x: Tensor, method: str | None = None) -> tuple[Tensor, Te
         mean_square = x.square().sum(dim=(2, 3), dtype=torch.float32) / count
         return mean, (mean_square - mean.square()).clamp_min(0.0)
     if method == "moments":
-        return torch.ops.b2v_rnn.channel_moments(x)
+        return channel_moments(x)
     raise ValueError(f"channel_statistics: method must be two_pass, welford, sums or moments, got {method!r}")
 
 
