@@ -47,20 +47,23 @@ def test_default_weights_middle_frame_is_no_worse_than_the_blurry_input(model):
 
 
 def test_default_weights_beat_repeating_y_on_every_pair_per_patch(model):
-    """The claim of the weights README (issue 11), on 12 freshly rendered held-out clips: every
-    pair above repeating y on the per-patch metric, and a direction above its shuffled control.
-    (Measured when shipped: gains +0.22 / +0.24 / +0.54 dB, middle +0.35 dB.)"""
+    """The claim of the weights README (issue 11), on 48 freshly rendered held-out clips at the
+    README's 96 px: the middle frame and every pair above repeating y on the per-patch metric,
+    and a direction above its shuffled control. (Measured when shipped: middle +0.45 dB, pairs
+    +0.53 / +0.80 / +1.13 dB.) 48 clips, not 12: the middle frame loses 1.7-3 dB on the few nearly sharp
+    clips (blurry input above 30 dB), and 12 clips at 80 px averaged -0.12 dB with two of them
+    (the weights README says so)."""
     from b2v_rnn.metrics import MetricAverager, clip_metrics
 
     averager = MetricAverager()
-    for seed in range(200, 212):
-        frames = torch.from_numpy(render_sequence(np.random.default_rng(seed), 7, 80, settings=HELD_OUT))
+    for seed in range(200, 248):
+        frames = torch.from_numpy(render_sequence(np.random.default_rng(seed), 7, 96, settings=HELD_OUT))
         sharp = frames.permute(0, 3, 1, 2).float() / 255
         y = sharp.mean(0)
         with torch.no_grad():
             averager.add(clip_metrics(model.extract(y[None], 7)[0], sharp, y))
     summary = averager.summary()
-    assert summary["middle_psnr_gain"] > 0.1
+    assert summary["middle_psnr_gain"] > 0.2
     for k in (1, 2, 3):
-        assert summary[f"patch_pair_psnr_gain_k{k}"] > 0.05, (k, summary[f"patch_pair_psnr_gain_k{k}"])
+        assert summary[f"patch_pair_psnr_gain_k{k}"] > 0.2, (k, summary[f"patch_pair_psnr_gain_k{k}"])
         assert summary[f"direction_corr_k{k}"] > 1.5 * summary[f"direction_corr_shuffled_k{k}"]
