@@ -79,8 +79,8 @@ class SmoothHead(nn.Module):
 
     Why not the paper's pixel shuffle: there, each of the r² channels before the shuffle is one
     phase of every r×r cell, with its own weights and bias, so any difference between phases is
-    a pattern of period r over the whole image. The shipped weights learnt exactly that (a
-    ±2–5 grey-level period-4 grid on photographs), and balancing the phases' means made it worse.
+    a pattern of period r over the whole image. The earlier default weights learnt exactly that
+    (a ±2–5 grey-level period-4 grid on photographs), and balancing the phases' means made it worse.
     Bilinear upsampling has no per-phase parameters: a locally linear feature map upsamples to a
     locally linear one, whatever the weights. Fine detail comes from the full-resolution RGB
     network, which sees the image itself and the upsampled trunk features.
