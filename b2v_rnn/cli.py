@@ -53,6 +53,10 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+"""--precision of the inference commands (resolved by :func:`b2v_rnn.inference.resolve_precision`)."""
+
+
 def add_device_arguments(p: argparse.ArgumentParser, precision: bool = False) -> None:
     """--device, --amp and --threads, spelled the same in every command; with ``precision``
     also --precision (the inference commands, see :mod:`b2v_rnn.inference`)."""
@@ -61,7 +65,7 @@ def add_device_arguments(p: argparse.ArgumentParser, precision: bool = False) ->
                    help="bfloat16 autocast (CUDA; on a CPU it pays where oneDNN has AMX or AVX-512-BF16)"
                         + ("; the same as --precision bf16" if precision else ""))
     if precision:
-        p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+        p.add_argument("--precision", choices=PRECISIONS, default="auto",
                        help="auto: bf16 on a CPU with native bf16 (AVX-512-BF16 or AMX; 59-62 dB from fp32's "
                             "frames, 2-3x faster), fp32 elsewhere")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")

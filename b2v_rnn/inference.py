@@ -14,12 +14,11 @@ Activations are channels_last on both devices: cuDNN's and oneDNN's fast convolu
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
 
-PRECISIONS = ("auto", "fp32", "bf16")
+from .cli import PRECISIONS, autocast_for
 
 
 def native_bf16_cpu() -> bool:
@@ -58,9 +57,7 @@ class InferenceSettings:
 
     def autocast(self):
         """The context the model runs under: bf16 autocast, or nothing for fp32."""
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_for(self.device, self.precision == "bf16")
 
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         """The model moved to the device and layout (weights stay float32: autocast casts them)."""

@@ -63,14 +63,15 @@ def _any_shape(weight_shape: tuple[int, ...] | None, channels_last: bool) -> boo
 
 
 MEASURED_FASTER = {
-    ("preact_dilated_conv2d", "cpu", torch.float32): _small_gemm,
+    ("preact_dilated_conv2d", "cpu", torch.float32): (_small_gemm, "fused for small NCHW layers, else eager"),
     # 3.5-6x the eager statistics (two-pass in float32; a float32 copy and two sums in bfloat16).
-    **{("channel_moments", "cpu", dtype): _any_shape for dtype in (torch.float32, torch.bfloat16, torch.float64)},
+    **{("channel_moments", "cpu", dtype): (_any_shape, "one-pass kernel")
+       for dtype in (torch.float32, torch.bfloat16, torch.float64)},
 }
-"""(op, device type, dtype) → whether, for a weight shape (K, C, kh, kw) and the input's layout,
-the fused kernel beat the eager chain in ``bench/`` (bench/RESULTS.md, "CPU inference"). The
-CPU resample conv measured 0.97× and is left out; add an entry only with a benchmark that
-shows the win."""
+"""(op, device type, dtype) → (whether, for a weight shape (K, C, kh, kw) and the input's layout,
+the fused kernel beat the eager chain in ``bench/``, the path's words in :func:`describe`)
+(bench/RESULTS.md, "CPU inference"). The CPU resample conv measured 0.97× and is left out; add
+an entry only with a benchmark that shows the win."""
 
 _policy: str | None = None
 
@@ -113,13 +114,21 @@ def choose(op: str, device_type: str, dtype: torch.dtype, backend: str, policy: 
         return "eager"
     if policy == "always":
         return "fused"
-    faster = MEASURED_FASTER.get((op, device_type, dtype))
-    return "fused" if faster is not None and faster(weight_shape, channels_last) else "eager"
+    measured = MEASURED_FASTER.get((op, device_type, dtype))
+    return "fused" if measured is not None and measured[0](weight_shape, channels_last) else "eager"
 
 
 def is_channels_last(x: torch.Tensor) -> bool:
     """Whether x is in channels_last and not also plain contiguous (C = 1 or H = W = 1 are both)."""
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _path_words(op: str, device_type: str, dtype: torch.dtype, backend: str, policy: str) -> str:
+    """"fused" or "eager", or under ``auto`` the measured entry's own words (which shapes)."""
+    path = choose(op, device_type, dtype, backend, policy)
+    if path == "fused" and policy == "auto":
+        return MEASURED_FASTER[(op, device_type, dtype)][1]
+    return path
 
 
 def describe(backend: str, policy: str | None = None) -> str:
@@ -128,13 +137,12 @@ def describe(backend: str, policy: str | None = None) -> str:
     parts = []
     for device_type in ("cpu", "cuda"):
         for dtype in (torch.float32, torch.bfloat16):
-            paths = {op: choose(op, device_type, dtype, backend, policy) for op in OPS}
-            if paths[OPS[0]] == "fused" and policy == "auto":
-                paths[OPS[0]] = "fused for small NCHW layers, else eager"
-            if choose("channel_moments", device_type, dtype, backend, policy) == "fused":
-                paths["norm"] = "one-pass kernel"
+            paths = {op: _path_words(op, device_type, dtype, backend, policy) for op in OPS}
+            norm = _path_words("channel_moments", device_type, dtype, backend, policy)
+            if norm != "eager":  # the norm is named only where its kernel runs
+                paths["norm"] = norm
             name = str(dtype).replace("torch.", "")
-            if len(set(paths.values())) == 1 and "norm" not in paths:
+            if len(set(paths.values())) == 1:
                 parts.append(f"{device_type} {name}: {paths[OPS[0]]}")
             else:
                 parts.append(f"{device_type} {name}: " + ", ".join(f"{op.split('_')[0]} {p}" for op, p in paths.items()))

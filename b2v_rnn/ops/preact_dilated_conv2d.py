@@ -47,14 +47,9 @@ def preact_dilated_conv2d_reference(
     """The eager chain that defines :func:`preact_dilated_conv2d` (same arguments)."""
     if padding is None:
         padding = same_padding(weight, dilation)
-    activated = F.relu(x * scale[:, :, None, None] + shift[:, :, None, None])
-    return F.conv2d(activated, weight, bias, padding=padding, dilation=dilation)
-
-
-def _eager_chain(x: Tensor, scale: Tensor, shift: Tensor, weight: Tensor, bias: Tensor | None, dilation: int,
-                 padding: int) -> Tensor:
-    """The reference chain in two elementwise passes instead of three (``addcmul``, then ReLU in
-    place: neither's backward reads the tensor the ReLU overwrites); what "eager" runs."""
+    # x·scale + shift in one pass (addcmul), then ReLU in place: neither's backward reads the
+    # tensor the ReLU overwrites. Two elementwise passes instead of three; this is also what
+    # the "eager" dispatch path runs.
     activated = F.relu(torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None]), inplace=True)
     return F.conv2d(activated, weight, bias, padding=padding, dilation=dilation)
 
@@ -100,7 +95,7 @@ def preact_dilated_conv2d(
     path = _dispatch.choose("preact_dilated_conv2d", x.device.type, x.dtype, _loader.backend(), _dispatch.fused_policy(),
                             tuple(weight.shape), _dispatch.is_channels_last(x))
     if path == "eager":
-        return _eager_chain(x, scale, shift, weight, bias, dilation, padding)
+        return preact_dilated_conv2d_reference(x, scale, shift, weight, bias, dilation, padding)
     return torch.ops.b2v_rnn.preact_dilated_conv2d(x, scale, shift, weight, bias, dilation, padding)
 
 

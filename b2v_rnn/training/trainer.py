@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
@@ -130,25 +131,27 @@ class Trainer:
         config = state.get("model_config")
         if not isinstance(config, dict) or config.get("kind") != "BlurToVideo":
             raise CliError(f"--init {path}: holds no b2v_rnn model (no BlurToVideo config)")
+        names = {"middle": "φm", "generator": "G"}
         loaded, fresh = [], []
         for part in ("middle", "generator"):
             ours, theirs = self.model.config[part], config.get(part, {})
+            weights = {k[len(part) + 1:]: v for k, v in state["model"].items() if k.startswith(part + ".")}
             if ours == theirs:
-                weights = {k[len(part) + 1:]: v for k, v in state["model"].items() if k.startswith(part + ".")}
                 try:
                     getattr(self.model, part).load_state_dict(weights)
                 except RuntimeError as e:
                     raise CliError(f"--init {path}: its {part} weights do not fit their config "
                                    f"({str(e).splitlines()[0]})") from None
-                loaded.append(part)
+                loaded.append(names[part])
             else:
                 differences = config_differences(ours, theirs, f"{part}.")
                 summary = f"{'; '.join(differences[:3])}{' ...' if len(differences) > 3 else ''}"
-                if getattr(self.args, "init_partial", False):
-                    count = self._load_matching_tensors(part, state["model"])
+                if self.args.init_partial:
+                    count = self._load_matching_tensors(getattr(self.model, part), weights)
                     if count:
-                        loaded.append(f"{part}:partial")
-                        summary += f" ({count[0]} of {count[1]} tensors loaded, the rest fresh)"
+                        loaded.append(f"{names[part]} (in part)")
+                        summary += f" ({count} of {len(getattr(self.model, part).state_dict())} tensors loaded, " \
+                                   "the rest fresh)"
                 fresh.append(summary)
         if not loaded:
             trained = state.get("args", {}).get("preset")
@@ -157,23 +160,20 @@ class Trainer:
                            f"({'; '.join(fresh)}); {remedy}")
         if state.get("discriminator_config") == self.disc.config and "discriminator" in state:
             self.disc.load_state_dict(state["discriminator"])
-            loaded.append("discriminator")
-        names = {"middle": "φm", "generator": "G", "discriminator": "D",
-                 "middle:partial": "φm (in part)", "generator:partial": "G (in part)"}
-        self.log(f"initialised {', '.join(names[p] for p in loaded)} from {path}"
+            loaded.append("D")
+        self.log(f"initialised {', '.join(loaded)} from {path}"
                  + (f"; starting fresh where the architecture differs: {' | '.join(fresh)}" if fresh else ""))
 
-    def _load_matching_tensors(self, part: str, saved: dict) -> tuple[int, int] | None:
-        """--init-partial: loads the tensors of network ``part`` whose name and shape match
-        ``saved``; returns (loaded, total) or None if none did."""
-        network = getattr(self.model, part)
+    @staticmethod
+    def _load_matching_tensors(network: nn.Module, weights: dict) -> int:
+        """--init-partial: loads into ``network`` the tensors of ``weights`` (its own key names)
+        whose name and shape match; returns how many."""
         own = network.state_dict()
-        matching = {name: saved[f"{part}.{name}"] for name, tensor in own.items()
-                    if f"{part}.{name}" in saved and saved[f"{part}.{name}"].shape == tensor.shape}
-        if not matching:
-            return None
-        network.load_state_dict(matching, strict=False)
-        return len(matching), len(own)
+        matching = {name: tensor for name, tensor in weights.items()
+                    if name in own and own[name].shape == tensor.shape}
+        if matching:
+            network.load_state_dict(matching, strict=False)
+        return len(matching)
 
     def _resume(self, state) -> None:
         args = self.args
