@@ -261,17 +261,23 @@ def _is_out_of_memory(error: BaseException) -> bool:
 
 
 @contextmanager
-def frame_progress(model, T: int, description: str, enabled: bool):
+def frame_progress(model, T: int, description: str, enabled: bool, mininterval: float = 0.1):
     """A progress bar over the T frames of one whole-image extraction, advanced by forward
     hooks on the middle network (1 frame) and the generator (1 frame per call); yields the
-    bar (None when disabled)."""
+    bar (None when disabled). `mininterval` is tqdm's redraw interval in seconds."""
     parts = [getattr(model, name, None) for name in ("middle", "generator")]
     parts = [m for m in parts if isinstance(m, torch.nn.Module)]
     if not enabled or not parts:
         yield None
         return
-    bar = tqdm(total=T, desc=description, unit="frame", leave=False)
-    hooks = [m.register_forward_hook(lambda *_: bar.update(1)) for m in parts]
+    bar = tqdm(total=T, desc=description, unit="frame", leave=False, mininterval=mininterval)
+
+    def advance(*_) -> None:
+        # A forward hook's non-None return value replaces the module's output, and tqdm's
+        # update() returns True whenever it redraws: the hook must return None.
+        bar.update(1)
+
+    hooks = [m.register_forward_hook(advance) for m in parts]
     try:
         yield bar
     finally:

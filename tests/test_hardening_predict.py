@@ -232,9 +232,43 @@ def test_too_little_disk_space_is_said_before_any_work(checkpoint, image, tmp_pa
 
 def test_a_large_whole_image_shows_progress_per_frame():
     model = build_model("tiny").eval()
-    with predict.frame_progress(model, 5, "big.png", enabled=True) as bar:
-        predict.extract_tiled(model, torch.rand(1, 3, 24, 24), 5)
+    # mininterval=0: the bar redraws on every frame, as it does on any slow machine; tqdm's
+    # update() then returns True, which a forward hook must not pass on as the module's output
+    with predict.frame_progress(model, 5, "big.png", enabled=True, mininterval=0) as bar:
+        frames = predict.extract_tiled(model, torch.rand(1, 3, 24, 24), 5)
         assert bar.n == bar.total == 5 and bar.desc.startswith("big.png")
+    assert frames.shape == (1, 5, 3, 24, 24)
+
+
+def _redrawing_every_update(monkeypatch):
+    """predict's tqdm, forced to draw on every update (a slow machine, without the wait)."""
+    drawn = []
+
+    class AlwaysDrawing(predict.tqdm):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **{**k, "mininterval": 0, "miniters": 1})
+            drawn.append(self)
+
+    monkeypatch.setattr(predict, "tqdm", AlwaysDrawing)
+    return drawn
+
+
+@pytest.mark.parametrize("size", [(512, 512), (600, 500), (1920, 1080)])
+def test_predict_writes_every_frame_of_a_photograph_that_draws_the_frame_bar(size, checkpoint, tmp_path, monkeypatch,
+                                                                              capsys):
+    from skimage import data
+
+    width, height = size
+    photo = tmp_path / f"photo_{width}x{height}.jpg"
+    Image.fromarray(data.astronaut()).resize(size, Image.BICUBIC).save(photo, quality=90)
+    drawn = _redrawing_every_update(monkeypatch)
+    out = tmp_path / "out"
+    run_main(predict.main, args(photo, out, checkpoint))
+    bars = [bar for bar in drawn if getattr(bar, "desc", "").startswith(photo.name)]
+    assert len(bars) == 1 and bars[0].n == T  # the bar of the whole image, advanced per frame
+    frames = sorted((out / photo.stem).glob("frame_*.png"))
+    assert len(frames) == T
+    assert all(Image.open(f).size == size for f in frames)
 
 
 def test_an_image_damaged_past_its_header_is_named_with_what_was_written(checkpoint, image, tmp_path, capsys):
