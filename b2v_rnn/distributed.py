@@ -9,12 +9,14 @@ shard of each batch.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 
-from .cli import CliError, resolve_device
+from .cli import EXIT_USAGE, CliError, resolve_device
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,28 @@ def setup(device_name: str) -> Context:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
                                 rank=rank, world_size=world_size)
     return Context(rank, world_size, local_rank, device)
+
+
+def judged_by_main(ctx: Context, check: Callable[[], None]) -> None:
+    """Run ``check`` on rank 0 alone and give every rank its verdict: a CliError it raises is
+    raised again on rank 0, and the other ranks exit with the same status without a word
+    (rank 0 prints the one line). For checks of what only rank 0 touches, the run folder
+    above all: a second judge would see rank 0's own files there (its lock, its write
+    probe) at random moments and refuse a fresh folder while rank 0 waits for it."""
+    message = None
+    if ctx.is_main:
+        try:
+            check()
+        except CliError as e:
+            message = str(e)
+    if ctx.distributed:
+        verdict = [message]
+        dist.broadcast_object_list(verdict, src=0)
+        message = verdict[0]
+    if message is not None:
+        if ctx.is_main:
+            raise CliError(message)
+        sys.exit(EXIT_USAGE)
 
 
 def barrier(ctx: Context) -> None:

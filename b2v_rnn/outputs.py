@@ -37,6 +37,8 @@ from .cli import CliError
 
 LOCK_NAME = ".b2v.lock"
 STAGING_PREFIX = ".staging-"
+WRITE_TEST_PREFIX = ".b2v-write-test-"
+"""`check_writable`'s probe: a file that lives for an instant in the folder it tests."""
 _TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]+)?$")
 """Names of `atomic_path` (.STEM.xxxxxxxx.tmp.SUFFIX) and `H5Writer` (.NAME.PID.xxxxxxxx.tmp)."""
 
@@ -47,8 +49,9 @@ class OutputError(CliError):
 
 def internal_names() -> tuple[str, ...]:
     """Name prefixes of the files this module keeps in an output folder; a command that
-    asks "is this folder empty?" should ignore entries starting with these."""
-    return (LOCK_NAME, STAGING_PREFIX)
+    asks "is this folder empty?" should ignore entries starting with these (another
+    process's write probe may be there at any moment)."""
+    return (LOCK_NAME, STAGING_PREFIX, WRITE_TEST_PREFIX)
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -77,7 +80,7 @@ def check_writable(folder: str | os.PathLike, option: str = "--out", need_bytes:
     if not existing.is_dir():
         raise OutputError(f"{label}: {existing} is a file, so the folder cannot be created; {remedy}")
     try:
-        fd, probe = tempfile.mkstemp(prefix=".b2v-write-test-", dir=existing)
+        fd, probe = tempfile.mkstemp(prefix=WRITE_TEST_PREFIX, dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:

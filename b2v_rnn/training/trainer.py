@@ -66,8 +66,7 @@ class Trainer:
         if on_cuda:
             torch.backends.cudnn.benchmark = True  # fixed crop and batch: pick the fastest kernels once
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        check_out(args)
-        distributed.barrier(ctx)  # every rank checked before rank 0 creates anything
+        distributed.judged_by_main(ctx, lambda: check_out(args))  # before rank 0 creates anything
         # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
         random.seed(args.seed)
         np.random.seed(args.seed)
