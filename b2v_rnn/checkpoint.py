@@ -14,7 +14,8 @@ code from the file.
 
 The package may ship default weights at `b2v_rnn/weights/default.pt` with
 `default.pt.sha256` beside it (`sha256sum` format); `default_checkpoint()` verifies the
-hash before the file is used.
+hash before the file is used, and `load_checkpoint` checks any checkpoint that has such a
+hash file beside it (`export` writes one), so damaged weights are never used silently.
 """
 from __future__ import annotations
 
@@ -57,6 +58,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
                               "and best.pt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    hash_file = path.with_name(path.name + ".sha256")
+    if hash_file.is_file():  # written by `export`: weights that no longer match it are damaged
+        verify_sha256(path, hash_file)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a corrupt or foreign file
@@ -108,6 +112,20 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def verify_sha256(path: Path, hash_file: Path) -> None:
+    """CheckpointError (one line naming both files) unless `path`'s SHA-256 is the one in
+    `hash_file` (`sha256sum` format: the hex digest first)."""
+    try:
+        fields = hash_file.read_text().split()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: its hash file {hash_file} cannot be read ({e})") from None
+    expected = fields[0].lower() if fields else ""
+    actual = sha256_of(path)
+    if actual != expected:
+        raise CheckpointError(f"{path}: SHA-256 {actual} does not match {expected!r} "
+                              f"in {hash_file}; the file is damaged or was replaced")
+
+
 def default_checkpoint() -> Path:
     """The default weights shipped with the package, after checking their SHA-256.
 
@@ -124,10 +142,5 @@ def default_checkpoint() -> Path:
     if not hash_file.is_file():
         raise CheckpointError(f"{DEFAULT_WEIGHTS}: its hash file {hash_file} is missing; "
                               "the default weights cannot be verified")
-    fields = hash_file.read_text().split()
-    expected = fields[0].lower() if fields else ""
-    actual = sha256_of(DEFAULT_WEIGHTS)
-    if actual != expected:
-        raise CheckpointError(f"{DEFAULT_WEIGHTS}: SHA-256 {actual} does not match {expected!r} "
-                              f"in {hash_file}; the file is damaged or was replaced")
+    verify_sha256(DEFAULT_WEIGHTS, hash_file)
     return DEFAULT_WEIGHTS

@@ -33,7 +33,7 @@ from . import visualize
 from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
                   set_threads)
 from .inference import settings_for
-from .outputs import OutputFolder, check_writable, locked_output
+from .outputs import OutputFolder, check_writable, locked_output, refuse_inputs_among_outputs
 from .predict import extract_tiled, load_for_inference
 
 OUTPUTS = ("metrics.json", "psnr_per_frame.png", "samples")
@@ -185,14 +185,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise CliError(f"--tile {args.tile} must be larger than twice --tile-overlap {args.tile_overlap}")
     device = resolve_device(args.device)
     if args.out is not None:
+        refuse_inputs_among_outputs([args.out / name for name in OUTPUTS], [args.data, args.checkpoint])
         check_writable(args.out)
     with locked_output(args.out) if args.out is not None else contextlib.nullcontext() as out:
         if out is not None:
             refuse_existing(out, args.overwrite)
         data, dataset = open_dataset(args.data, args.T, args.limit)
         T = dataset.T
-        settings = settings_for(device, args.precision, args.amp)
         model, checkpoint = load_for_inference(args.checkpoint, T, device)
+        settings = settings_for(device, args.precision, args.amp, model)
         model = settings.prepare(model)
 
         def extract(y: torch.Tensor) -> torch.Tensor:

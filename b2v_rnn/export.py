@@ -17,7 +17,7 @@ from typing import Sequence
 from .atomic import atomic_path
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_of
 from .cli import CliError, HelpFormatter, run_main
-from .outputs import check_writable
+from .outputs import check_writable, refuse_inputs_among_outputs
 
 KEPT = ("model", "model_config", "T", "step", "args")
 
@@ -38,6 +38,7 @@ def export(checkpoint: Path, out: Path) -> str:
         model_from_checkpoint(state, checkpoint)  # refuse to ship weights that do not rebuild
     except CheckpointError as error:
         raise CliError(str(error)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)  # check_writable found that it can be created
     save_checkpoint({key: state[key] for key in KEPT if key in state}, out)
     digest = sha256_of(out)
     hash_file = out.with_name(out.name + ".sha256")
@@ -50,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.out.is_dir():
         raise CliError(f"--out {args.out}: is a folder; give the weights file to write (e.g. {args.out}/default.pt)")
+    refuse_inputs_among_outputs([args.out, args.out.with_name(args.out.name + ".sha256")], [args.checkpoint])
     check_writable(args.out.parent, option="--out", remedy="choose another --out")
     if args.out.exists() and not args.overwrite:
         raise CliError(f"{args.out} exists; pass --overwrite to replace it")

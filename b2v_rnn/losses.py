@@ -1,4 +1,4 @@
-"""Training losses (paper Table 1, recurrent variant; DESIGN §3).
+"""Training losses (paper Table 1, recurrent variant; docs/design.md §3).
 
 - :func:`middle_loss`: φm's loss, paper eq. 3 (MSE + λp · perceptual);
 - :func:`pair_loss`: an order-invariant loss of one symmetric pair, chosen by name from
@@ -7,9 +7,9 @@
 - :func:`adversarial_generator_loss` / :func:`adversarial_discriminator_loss`: hinge GAN loss;
 - :func:`sequence_losses`: the pair losses of every unrolled step k = 1..(T−1)/2 (+ L_adv).
 
-Why the default departs from paper eq. 5 (DESIGN §3, issue 11, measured by
-``python -m bench.probes generator``): eq. 5's difference term is invariant to swapping a and b
-at each pixel independently, so it cannot teach a direction, and with G starting as a copy
+Why the default departs from paper eq. 5 (docs/design.md §3.2; measured by ``python -m
+bench.probes generator``, bench/ABLATION.md): eq. 5's difference term is invariant to swapping
+a and b at each pixel independently, so it cannot teach a direction, and with G starting as a copy
 (a = b) its gradient is zero; its L1 penalty also keeps a zero-initialised residual at the
 identity. The per-patch min-over-swap MSE asks for one consistent order per p×p patch, which
 is as much as y can tell (every moving layer is direction-ambiguous on its own).
@@ -130,7 +130,7 @@ def patch_pair_loss(
     penalty: str = "mse",
     sum_weight: float = 0.5,
 ) -> Tensor:
-    """Order-invariant pair loss per patch (DESIGN §3): per p×p patch the smaller of the keep/swap
+    """Order-invariant pair loss per patch (docs/design.md §3.2): per p×p patch the smaller of the keep/swap
     error, plus ``sum_weight`` × the error of the pair's mean ``(a + b)/2`` against ``(xa + xb)/2``.
 
     Images (B, 3, H, W) as in :func:`eq5_pair_loss`. Both terms are mean-reduced per frame pixel

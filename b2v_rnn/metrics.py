@@ -1,4 +1,4 @@
-"""Metrics of DESIGN §7 for extracted sequences, with their conventions written down.
+"""Metrics of docs/design.md §7 for extracted sequences, with their conventions written down.
 
 Conventions shared by every metric here:
 - images are float RGB in [0, 1], shape (3, H, W) (sequences (T, 3, H, W)); predictions are
@@ -19,8 +19,8 @@ every independently moving object forward and backward sequences give the same b
 image, so only the middle frame is compared directly.
 
 Every moving layer (the camera, each object) is direction-ambiguous on its own, so a
-global order scores correct answers as wrong in multi-object scenes (issue 11: a scene
-re-rendered with layer directions flipped gives a blurry image 50 dB from the original).
+global order scores correct answers as wrong in multi-object scenes (a scene re-rendered with
+layer directions flipped gives a blurry image 50 dB from the original; docs/design.md §7.4).
 `patch_pair_psnr` therefore chooses the order per p x p patch (`PAIR_PATCH` = 16 px), and
 `clip_metrics` reports two references beside it: repeating y in both frames (what the
 model must beat) and the direction-free ceiling, both frames = (x[m-k] + x[m+k]) / 2 (the
@@ -80,7 +80,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def pair_psnr(pred_a: torch.Tensor, pred_b: torch.Tensor, true_a: torch.Tensor, true_b: torch.Tensor) -> float:
-    """Order-invariant PSNR of the symmetric pair (x̂[m−k], x̂[m+k]) (DESIGN §7).
+    """Order-invariant PSNR of the symmetric pair (x̂[m−k], x̂[m+k]) (docs/design.md §7.3).
 
     Scores both assignments of the predicted pair to the true pair by the mean PSNR of the
     two frames and returns the better one, so swapping pred_a and pred_b never changes it
@@ -93,7 +93,7 @@ def pair_psnr(pred_a: torch.Tensor, pred_b: torch.Tensor, true_a: torch.Tensor, 
 
 def patch_pair_psnr(pred_a: torch.Tensor, pred_b: torch.Tensor, true_a: torch.Tensor, true_b: torch.Tensor,
                     patch: int = PAIR_PATCH) -> float:
-    """Per-patch order-invariant PSNR of the pair (x̂[m−k], x̂[m+k]) (DESIGN §7), images (3, H, W).
+    """Per-patch order-invariant PSNR of the pair (x̂[m−k], x̂[m+k]) (docs/design.md §7.4), images (3, H, W).
 
     Per p×p patch (from the top-left; the last row and column partial when p does not divide
     H or W) the squared error summed over both frames is taken in the better of the two
@@ -183,7 +183,7 @@ def consistency_psnr(pred: torch.Tensor, blurry: torch.Tensor) -> float:
 
 
 def clip_metrics(pred: torch.Tensor, sharp: torch.Tensor, blurry: torch.Tensor) -> dict:
-    """Every metric of DESIGN §7 for one clip.
+    """Every metric of docs/design.md §7 for one clip.
 
     pred, sharp: (T, 3, H, W); blurry: (3, H, W). Returns a dict of floats: middle_psnr,
     middle_ssim, blurry_psnr, blurry_ssim (the "do nothing" baseline y vs x[m]),
@@ -278,7 +278,7 @@ def grid_peak_ratio(image: torch.Tensor, period: int) -> float:
 
     A natural photograph, or a difference of two, gives a few units to a few tens; a
     pixel-shuffle grid of r px gives hundreds to tens of thousands at periods r and its
-    divisors (issue 11: φm's factor-4 shuffle, G's factor 5). Applied to `frame − input` it
+    divisors (φm's factor-4 shuffle, G's factor 5; docs/design.md §2.2). Applied to `frame − input` it
     measures the pattern a model adds. H and W are cropped to multiples of `period`.
     """
     grey = image.detach().double().mean(0)

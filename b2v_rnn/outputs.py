@@ -92,6 +92,32 @@ def check_writable(folder: str | os.PathLike, option: str = "--out", need_bytes:
                               f"about {need_bytes / 2**20:.0f} MiB; {remedy}")
 
 
+def _same_or_inside(path: Path, output: Path) -> bool:
+    """Whether `path` is `output` (a symlink or hard link to it included) or lies inside it."""
+    path, output = Path(path), Path(output)
+    if output.resolve() == path.resolve() or output.resolve() in path.resolve().parents:
+        return True
+    try:
+        return os.path.samefile(path, output)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def refuse_inputs_among_outputs(outputs, inputs, option: str = "--out") -> None:
+    """OutputError when writing `outputs` (files, or folders replaced whole) would replace or
+    delete one of `inputs`: an input that is an output, or lies inside an output folder.
+    Checked before any work, so that `--overwrite` never turns a typo into lost data."""
+    for output in outputs:
+        for given in inputs:
+            if given is None or not _same_or_inside(Path(given), Path(output)):
+                continue
+            if Path(output).resolve() in Path(given).resolve().parents:
+                raise OutputError(f"{option}: writing {output} would replace the folder that holds the input "
+                                  f"{given}; choose another {option}")
+            raise OutputError(f"{option} {output}: is the input {given}; writing it would destroy that input, "
+                              f"choose another {option}")
+
+
 def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Delete the temporaries that killed runs left in `folder` and its direct sub-folders:
     staging folders and write-then-rename files. With `name`, only the temporaries of that

@@ -42,7 +42,7 @@ from .checkpoint import CheckpointError, default_checkpoint, load_model
 from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
                   set_threads)
 from .inference import InferenceSettings, settings_for
-from .outputs import check_writable, locked_output
+from .outputs import check_writable, locked_output, refuse_inputs_among_outputs
 
 VIDEO_FORMATS = ("gif", "mp4")
 PIL_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
@@ -436,12 +436,14 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     for image in args.images:
         check_input(image)
     plans = plan_outputs(args.images, args.out, formats)
+    refuse_inputs_among_outputs([p for plan in plans for p in (plan.folder, *(
+        plan.folder.with_name(f"{plan.stem}.{f}") for f in VIDEO_FORMATS))], [*args.images, args.checkpoint])
     headers = [read_header(image, args.max_pixels) for image in args.images]  # every input, before any work
     check_writable(args.out, need_bytes=sum(output_bytes(h, args.T, formats) for h in headers))
     with locked_output(args.out) as out:
         refuse_existing(plans, args.overwrite)
-        settings = settings_for(device, args.precision, args.amp)
         model, _ = load_for_inference(args.checkpoint, args.T, device)
+        settings = settings_for(device, args.precision, args.amp, model)
         model = settings.prepare(model)
         written: list[Path] = []
         for plan, header in tqdm(list(zip(plans, headers)), desc="predict", unit="image", disable=len(plans) < 2):

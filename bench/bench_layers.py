@@ -1,5 +1,5 @@
 """Every pre-activation conv of the `paper` model at its own shape: why the op benchmarks did
-not predict the model (issue 13).
+not predict the model (bench/RESULTS.md, "CPU inference").
 
 ``bench_ops_cpu.py`` times one 144→144 3×3 layer at 80×80 and 180×320; the model also runs
 1×1 convs (one per residual block and every fusion tap), G's 128-channel trunk at 1/5

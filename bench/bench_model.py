@@ -2,7 +2,7 @@
 
 Run:  PYTHONPATH=. python -m pytest bench/bench_model.py --benchmark-only
 
-CPU (issue 13): 320×320 and 480×640, float32 and bfloat16 autocast, channels_last (what
+CPU: 320×320 and 480×640, float32 and bfloat16 autocast, channels_last (what
 `predict` runs, :mod:`b2v_rnn.inference`) and contiguous, each under the dispatch policies
 ``auto`` (the default: the one-pass norm kernel, the fused fp32 1×1 convs on NCHW) and
 ``never`` (the eager chain everywhere, what ``B2V_OPS=reference`` computes) side by side.
@@ -95,7 +95,7 @@ def test_cpu(benchmark, paper_model, size, precision, layout, policy):
 
 
 def test_cpu_default_is_never_slower_than_the_eager_chain(benchmark):
-    """Issue 13: at every size, precision and layout, the default dispatch (``auto``) is at most
+    """At every size, precision and layout, the default dispatch (``auto``) is at most
     5 % slower than the eager chain (``never``, what B2V_OPS=reference computes) timed beside it.
 
     (``benchmark`` times nothing here: --benchmark-only skips tests without the fixture.)"""

@@ -1,4 +1,4 @@
-"""InstanceNorm statistics on the CPU at the model's most frequent shapes (issue 13): the
+"""InstanceNorm statistics on the CPU at the model's most frequent shapes: the
 one-pass kernel (``moments``) against the eager methods it replaces, side by side.
 
 float32 NCHW: ``two_pass`` (mean, then mean squared deviation); bfloat16 channels_last:

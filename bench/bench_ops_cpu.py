@@ -1,4 +1,4 @@
-"""Fused CPU ops vs their baselines at the model's shapes (issue 2, DESIGN §4).
+"""Fused CPU ops vs their baselines at the model's shapes (docs/design.md §4.5).
 
 Each benchmark group is one op, one shape, forward or forward+backward, and holds:
 - ``fused``: the b2v_rnn kernel;

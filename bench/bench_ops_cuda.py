@@ -1,4 +1,4 @@
-"""GPU benchmarks of the fused ops against their baselines (DESIGN §4), skipped without CUDA.
+"""GPU benchmarks of the fused ops against their baselines (docs/design.md §4.5), skipped without CUDA.
 
 For each shape, dtype (float32, bfloat16) and pass (forward, forward+backward):
 - ``fused``: the b2v_rnn op on NCHW tensors (its kernels' native layout);

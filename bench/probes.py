@@ -1,4 +1,4 @@
-"""Fast design probes (issue 11): minutes on a CPU, one command each, to decide a design.
+"""Fast design probes: minutes on a CPU, one command each, to decide a design.
 
     python -m bench.probes generator                      # the presets' G: flow + 3×3 linear skip, patch MSE
     python -m bench.probes generator --loss eq5 --motion residual --linear-skip 0   # the paper's

@@ -1,4 +1,4 @@
-// Schemas of the fused ops (DESIGN §4). Kernels register per device in csrc/cpu/ and
+// Schemas of the fused ops (docs/design.md §4.4). Kernels register per device in csrc/cpu/ and
 // csrc/cuda/; fake kernels and autograd formulas in b2v_rnn/ops/_register.py.
 //
 // The namespace is the fixed name b2v_rnn: TORCH_EXTENSION_NAME is not expanded inside

@@ -61,7 +61,7 @@ def find_scenes(root: Path) -> list[Scene]:
         files = images_in(folder)
         if not files:
             raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this scene folder")
-        scenes.append(Scene(str(folder), (read_frame(f) for f in files), len(files)))
+        scenes.append(Scene(str(folder), (read_frame(f) for f in files), len(files), tuple(files)))
     return scenes
 
 

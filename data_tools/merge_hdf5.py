@@ -15,12 +15,14 @@ from pathlib import Path
 import h5py
 
 from b2v_rnn.data import H5Writer, read_info
-from b2v_rnn.data.convert import run_cli
+from b2v_rnn.data.convert import check_output_file, run_cli
 from b2v_rnn.data.errors import DataError
+from b2v_rnn.data.h5format import sample_error
 
 
 def merge(inputs: list[Path], out: Path, overwrite: bool = False, progress: bool = True) -> int:
     """Writes the samples of every input file to `out`; returns how many."""
+    check_output_file(out, overwrite, inputs)
     infos = [read_info(path) for path in inputs]
     first = infos[0]
     for info in infos[1:]:
@@ -29,15 +31,17 @@ def merge(inputs: list[Path], out: Path, overwrite: bool = False, progress: bool
         if mine != theirs:
             raise DataError(f"{info.path}: T, H, W, gamma = {mine} differ from {theirs} of {first.path}; "
                             "only files of one shape can be merged")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"--out {out}: exists (pass --overwrite to replace it)")
     source = "merged: " + ", ".join(f"{info.path.name} ({info.attrs.get('source', '?')})" for info in infos)
     with H5Writer(out, first.T, source=source, gamma=first.attrs.get("gamma", 1.0), overwrite=overwrite,
                   total=sum(info.N for info in infos), progress=progress) as writer:
         for info in infos:
             with h5py.File(info.path, "r") as f:
                 for i in range(info.N):
-                    writer.append(f["sharp"][i])
+                    try:
+                        sharp = f["sharp"][i]
+                    except (OSError, RuntimeError, KeyError) as e:  # a failed checksum, or damage
+                        raise sample_error(info.path, i, e, info.checksummed) from None
+                    writer.append(sharp)
     return sum(info.N for info in infos)
 
 

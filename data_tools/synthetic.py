@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
-from b2v_rnn.data.convert import run_cli
+from b2v_rnn.data.convert import check_output_file, run_cli
 from b2v_rnn.data.synthetic import BROAD, HELD_OUT, REAL_MOTION, REAL_MOTION_HELD_OUT, generate, scale_motion
 
 PRESETS = {"broad": BROAD, "held_out": HELD_OUT, "real_motion": REAL_MOTION,
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    check_output_file(Path(args.out), args.overwrite)  # before minutes of rendering
 
     overrides = {name: getattr(args, name) for name in
                  ("textures", "objects", "camera_speed", "object_speed", "object_rotation",

@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         raise DataError(f"{args.video}: is a folder, not a video file (frame folders: data_tools.frames_to_hdf5)")
     if not args.video.is_file():
         raise FileNotFoundError(f"{args.video}: no such video file")
-    convert(args, [Scene(str(args.video), video_frames(args.video))], source=f"video:{args.video}")
+    convert(args, [Scene(str(args.video), video_frames(args.video), files=(args.video,))],
+            source=f"video:{args.video}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Test-session settings.
+"""Settings for the whole test run.
 
 Several tests start extra processes (DataLoader workers, two DDP ranks, a JIT build) on a
 machine that may have only 2 cores. OpenMP threads that spin while they wait then steal

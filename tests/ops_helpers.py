@@ -36,7 +36,7 @@ def dtype_params(device_dependent: bool = True) -> list:
 
 def skip_unsupported(device: str, dtype: torch.dtype) -> None:
     if device == "cpu" and dtype in LOW_PRECISION:
-        pytest.skip("16-bit dtypes are CUDA-only (DESIGN §4)")
+        pytest.skip("16-bit dtypes are CUDA-only (docs/design.md §4.4)")
 
 
 def require_fused() -> None:
@@ -141,7 +141,7 @@ def assert_matches_reference(fused, reference, tensors, names, seed: int, contex
 def strided_conv_weight(weight: torch.Tensor, factor: int) -> torch.Tensor:
     """The (r·kh)×(r·kw) kernel of the single stride-r convolution equal to unshuffle + conv.
 
-    ``W'[k, c, r·i+dy, r·j+dx] = W[k, c·r²+dy·r+dx, i, j]`` (DESIGN §4, baseline (b)); use
+    ``W'[k, c, r·i+dy, r·j+dx] = W[k, c·r²+dy·r+dx, i, j]`` (docs/design.md §4.5, baseline (b)); use
     with ``conv2d(x, W', bias, stride=r, padding=r·p)``.
     """
     k, cr2, kh, kw = weight.shape

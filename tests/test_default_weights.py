@@ -47,7 +47,7 @@ def test_default_weights_middle_frame_is_no_worse_than_the_blurry_input(model):
 
 
 def test_default_weights_beat_repeating_y_on_every_pair_per_patch(model):
-    """The claim of the weights README (issue 11), on 48 freshly rendered held-out clips at the
+    """The claim of the weights README, on 48 freshly rendered held-out clips at the
     README's 96 px: the middle frame and every pair above repeating y on the per-patch metric,
     and a direction above its shuffled control. (Measured when shipped: middle +0.45 dB, pairs
     +0.53 / +0.80 / +1.13 dB.) 48 clips, not 12: the middle frame loses 1.7-3 dB on the few nearly sharp

@@ -1,4 +1,4 @@
-"""No periodic grid on real photographs (issue 11): `metrics.grid_peak_ratio` and the models."""
+"""No periodic grid on real photographs (docs/design.md §2.2): `metrics.grid_peak_ratio` and the models."""
 import numpy as np
 import pytest
 import torch
@@ -37,7 +37,7 @@ def test_a_faint_pixel_shuffle_grid_stands_out(period):
 
 
 def test_the_shipped_weights_add_no_grid_to_a_photograph():
-    """Issue 11: the earlier weights (pixel-shuffle head) measured 2,900-16,300 at periods 2 and 4
+    """The earlier weights (pixel-shuffle head) measured 2,900-16,300 at periods 2 and 4
     on the sample photograph; these (smooth head) 0.4-7.9, under the photograph's own 18-32."""
     model, _ = load_model(default_checkpoint())
     x = photo()

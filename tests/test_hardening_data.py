@@ -1,4 +1,4 @@
-"""evaluate, the HDF5 format and the converters under the conditions of issue 14: damaged
+"""evaluate, the HDF5 format and the converters under the conditions a new user meets: damaged
 files, unwritable folders, concurrent runs, and the messages of bad inputs."""
 import json
 import os

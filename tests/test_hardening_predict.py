@@ -1,4 +1,4 @@
-"""predict under the conditions of issue 14: concurrent runs, unwritable folders, kills
+"""predict under the conditions a new user meets: concurrent runs, unwritable folders, kills
 during a write, large images, odd inputs, and the MP4 output."""
 import os
 import struct

@@ -1,4 +1,4 @@
-"""A scripted run of the kinds of probes issue 14 made, on predict, evaluate, export and the
+"""A scripted run of the probes a new user would try, on predict, evaluate, export and the
 converters: every user error is one line on stderr with exit status 2 (no traceback), and
 no temporary, staging folder or lock is left behind."""
 import os
@@ -16,12 +16,16 @@ from b2v_rnn.data.convert import run_cli
 from b2v_rnn.models import build_model
 from b2v_rnn.outputs import LOCK_NAME, STAGING_PREFIX, _TEMPORARY
 from data_tools.frames_to_hdf5 import main as frames_main
+from data_tools.merge_hdf5 import main as merge_main
+from data_tools.synthetic import main as synthetic_main
 from data_tools.video_to_hdf5 import main as video_main
 
+from test_hardening_data import damage_sample
 from test_hardening_predict import unwritable_folder
 
 COMMANDS = {"predict": (run_main, predict.main), "evaluate": (run_main, evaluate.main),
-            "export": (run_main, export.main), "frames": (run_cli, frames_main), "video": (run_cli, video_main)}
+            "export": (run_main, export.main), "frames": (run_cli, frames_main), "video": (run_cli, video_main),
+            "synthetic": (run_cli, synthetic_main), "merge": (run_cli, merge_main)}
 
 # (command, arguments with {placeholders}, a word the message must hold)
 PROBES = [
@@ -63,6 +67,22 @@ PROBES = [
     ("video", "{missing} --out {tmp}/v.h5", "no such video"),
     ("video", "{folder} --out {tmp}/v.h5", "is a folder"),
     ("video", "{text} --out {tmp}/v.h5 --quiet", "cannot decode video"),
+    # an output that is one of the inputs
+    ("frames", "{frames} --out {frames}/1.png --overwrite --T 3", "is the input"),
+    ("merge", "{h5} --out {h5} --overwrite", "is the input"),
+    ("export", "{checkpoint} --out {checkpoint} --overwrite", "is the input"),
+    ("predict", "{gif_input} --out {tmp} --overwrite", "is the input"),
+    ("evaluate", "--data {h5} --out {tmp} --overwrite --checkpoint {tmp}/metrics.json", "is the input"),
+    # weights whose hash file no longer matches
+    ("predict", "{image} --checkpoint {damaged_weights}", "does not match"),
+    ("evaluate", "--data {h5} --checkpoint {damaged_weights}", "does not match"),
+    # an existing folder as the output file, with or without --overwrite
+    ("synthetic", "--n 1 --out {folder} --overwrite", "is a folder"),
+    ("synthetic", "--n 1 --out {folder}", "is a folder"),
+    ("merge", "{h5} --out {folder} --overwrite", "is a folder"),
+    ("synthetic", "--n 1 --out {unwritable}/a.h5", "cannot write"),
+    ("synthetic", "--n 1 --out {tmp}/no_such_folder/a.h5", "does not exist"),
+    ("merge", "{damaged_h5} --out {tmp}/m.h5 --quiet", "sample 0"),
 ]
 
 
@@ -83,11 +103,20 @@ def places(tmp_path_factory):
         Image.open(image).save(tmp / "frames" / f"{i}.png")
     with H5Writer(tmp / "test.h5", 3, source="probes", progress=False) as w:
         w.append(np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8))
+    Image.open(image).save(tmp / "clip.gif")
+    export.export(tmp / "tiny.pt", tmp / "weights.pt")
+    data = bytearray((tmp / "weights.pt").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(b ^ 0xFF for b in data[len(data) // 2:len(data) // 2 + 64])
+    (tmp / "weights.pt").write_bytes(bytes(data))  # weights.pt.sha256 no longer matches
+    with H5Writer(tmp / "damaged.h5", 3, source="probes", progress=False) as w:
+        w.append(np.random.default_rng(2).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8))
+    damage_sample(tmp / "damaged.h5", 0)
     predict.main([str(image), "--T", "3", "--out", str(tmp / "done"), "--checkpoint", str(tmp / "tiny.pt"),
                   "--device", "cpu", "--video", "gif"])
     return {"tmp": tmp, "missing": tmp / "missing.png", "folder": tmp / "folder", "text": tmp / "notes.txt",
             "image": image, "image_again": tmp / "again" / "photo.jpg", "checkpoint": tmp / "tiny.pt",
-            "h5": tmp / "test.h5", "frames": tmp / "frames", "done": tmp / "done"}
+            "h5": tmp / "test.h5", "frames": tmp / "frames", "done": tmp / "done", "gif_input": tmp / "clip.gif",
+            "damaged_weights": tmp / "weights.pt", "damaged_h5": tmp / "damaged.h5"}
 
 
 @pytest.mark.parametrize("command, arguments, expected", PROBES)
@@ -111,4 +140,5 @@ def test_no_probe_left_anything_behind(places):
             if p.name == LOCK_NAME or p.name.startswith(STAGING_PREFIX) or _TEMPORARY.match(p.name)]
     assert not left
     assert sorted(os.listdir(places["tmp"])) == sorted(
-        ["again", "done", "folder", "frames", "notes.txt", "photo.png", "test.h5", "tiny.pt"])
+        ["again", "clip.gif", "damaged.h5", "done", "folder", "frames", "notes.txt", "photo.png", "test.h5",
+         "tiny.pt", "weights.pt", "weights.pt.sha256"])

@@ -1,4 +1,4 @@
-"""predict's and evaluate's precision and layout (b2v_rnn.inference, issue 13's CPU part)."""
+"""predict's and evaluate's precision and layout (b2v_rnn.inference)."""
 import math
 
 import numpy as np
@@ -48,7 +48,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_the_shipped_weights_in_bf16_stay_within_45_db_of_fp32():
-    """The bar for bf16 by default (issue 13): every frame within 45 dB PSNR of float32's, on the
+    """The bar for bf16 by default: every frame within 45 dB PSNR of float32's, on the
     shipped sample photograph, as predict runs it (channels_last, autocast). Measured: 59-62 dB."""
     from PIL import Image
     from importlib.resources import files

@@ -1,9 +1,10 @@
-"""The pieces learn (issue 11): a minute-scale CPU probe, kept as a regression test.
+"""The pieces learn: a minute-scale CPU probe, kept as a regression test.
 
-Runs the design probes of ``bench/probes.py`` at their smallest useful size and checks what the
-issue asks to see: φm above the blurry input, G under teacher forcing above repeating y at
-k = 1, and G's signed-direction correlation above its shuffled control. A regression in the
-losses, G's parameterisation (flow + 3×3 linear skip) or the synthetic data fails it.
+Runs the design probes of ``bench/probes.py`` at their smallest useful size and checks what
+bench/ABLATION.md found at larger sizes: φm above the blurry input, G under teacher forcing
+above repeating y at k = 1, and G's signed-direction correlation above its shuffled control.
+A regression in the losses, G's parameterisation (flow + 3×3 linear skip) or the synthetic
+data fails it.
 
 Figures when it was written (~60 s on 2 idle cores): φm +0.15 dB over y (broad data, 200
 steps); G (T = 3, REAL_MOTION, 500 steps) per-patch pair at k = 1 23.30 dB against y repeated

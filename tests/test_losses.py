@@ -145,7 +145,7 @@ def _scene_pair(seed: int) -> tuple[torch.Tensor, ...]:
 
 
 def test_measured_eq5_scores_a_per_pixel_scramble_as_perfect_while_patch_mse_ranks_it_below_y():
-    """Issue 11, finding 1: the true pair swapped at random per pixel scores below y repeated, yet
+    """Why not eq. 5 (docs/design.md §3.2): the true pair swapped at random per pixel scores below y repeated, yet
     eq. 5 calls it perfect; the per-patch loss ranks it where its PSNR puts it."""
     generator = torch.Generator().manual_seed(0)
     for seed in range(3):
@@ -159,7 +159,7 @@ def test_measured_eq5_scores_a_per_pixel_scramble_as_perfect_while_patch_mse_ran
 
 
 def test_measured_eq5_has_no_gradient_towards_a_direction_at_a_copy():
-    """Issue 11, finding 1: G starts as a copy (a = b), where eq. 5's difference term gives no
+    """Why not eq. 5 (docs/design.md §3.2): G starts as a copy (a = b), where eq. 5's difference term gives no
     gradient at all; just off it, eq. 5 pushes a − b further along whatever sign it has (the noise
     here), while the per-patch loss pushes it towards the true difference, in one order per patch."""
     xa, xb, _ = _scene_pair(0)
@@ -180,7 +180,7 @@ def test_measured_eq5_has_no_gradient_towards_a_direction_at_a_copy():
 
 
 def test_measured_l1_pulls_a_residual_towards_the_identity():
-    """Issue 11, finding 2: why the pair losses are MSE, not L1. Fit the simplest residual,
+    """Why the pair losses are MSE, not L1 (docs/design.md §3.2). Fit the simplest residual,
     x[m+1] ≈ x[m] + w·(y − x[m]), by L1 and by MSE on the default (small-motion) scenes: most pixels
     do not change, their median change is 0, and L1's best w is much closer to 0 (the copy G starts
     as) than MSE's (measured: 0.13 / 0.22 / 0.11 against 0.36 / 0.47 / 0.13)."""

@@ -1,4 +1,4 @@
-"""Metrics of DESIGN §7: values, caps, and the order/direction invariances they promise."""
+"""Metrics of docs/design.md §7: values, caps, and the order/direction invariances they promise."""
 import math
 
 import pytest

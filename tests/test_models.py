@@ -1,4 +1,4 @@
-"""Tests of b2v_rnn.models: shapes, the unrolling of DESIGN §2, weight sharing, padding,
+"""Tests of b2v_rnn.models: shapes, the unrolling of docs/design.md §2.4, weight sharing, padding,
 gradients, presets, configs and VGG16 loading. Tiny preset and small images throughout."""
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ def test_one_generator_called_T_minus_1_times_and_no_new_parameters(tiny, T):
     assert count(tiny) == before == count(tiny.middle) + count(tiny.generator)
 
 
-def test_unrolling_follows_design_section_2_exactly(tiny):
-    """Records every G(y, near, far) call and checks it against DESIGN §2 for T = 9."""
+def test_unroll_calls_the_generator_in_the_documented_order(tiny):
+    """Records every G(y, near, far) call and checks it against docs/design.md §2.4 for T = 9."""
     T, m = 9, 4
     y, middle = torch.rand(1, 3, 20, 40), torch.rand(1, 3, 20, 40)  # multiples of 20: no padding
     calls, handle = record_generator_calls(tiny)

@@ -1,4 +1,4 @@
-"""The one-pass InstanceNorm statistics kernel (b2v_rnn::channel_moments, CPU; issue 13).
+"""The one-pass InstanceNorm statistics kernel (b2v_rnn::channel_moments, CPU; docs/design.md §4.3).
 
 Checked against float64 statistics on fresh random inputs of many shapes, in both layouts and
 in every dtype it takes, including a mean far larger than the spread (where E[x²] − E[x]²

@@ -185,7 +185,7 @@ def _poisoned_output(call, out_bytes: int) -> torch.Tensor:
 
     The first version poisoned one fresh block and hoped the output would land there; a
     float32 input's segment had a free tail that fit better, so the test failed on its own
-    trick (issue 13). Here: a free block of twice the output's size is made in the output's
+    trick. Here: a free block of twice the output's size is made in the output's
     pool, then every free block of that pool is taken by allocations of the largest free size
     (whole blocks; at most 1 MiB at a time in the small pool), filled with 0xFF bytes (NaN in
     float32, bfloat16 and float16) and released. The output can only come from poisoned
@@ -274,7 +274,7 @@ def test_wrong_kernel_would_fail():
 
 @pytest.mark.parametrize("policy", ["always", "auto"], ids=["fused", "dispatch-default"])
 def test_model_layers_under_bf16_autocast_with_fp32_weights(policy):
-    """The crash of `train --amp` (issue 12): bf16 activations meet fp32 weights in every layer.
+    """The crash `train --amp` once had: bf16 activations meet fp32 weights in every layer.
     Forward and backward, through the fused kernels and through the default (cuDNN) path."""
     from b2v_rnn.models import build_model
 

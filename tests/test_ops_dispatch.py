@@ -18,7 +18,7 @@ PREACT, RESAMPLE = "preact_dilated_conv2d", "resample_conv2d"
 @pytest.mark.parametrize("op", [PREACT, RESAMPLE])
 @pytest.mark.parametrize("dtype", [F32, BF16, F16])
 def test_cuda_default_is_the_eager_cudnn_chain(op, dtype):
-    """The CUDA kernels measured 1.5-12x slower than cuDNN: auto never picks them (issue 13)."""
+    """The CUDA kernels measured 1.5-12x slower than cuDNN (bench/RESULTS.md): auto never picks them."""
     assert _dispatch.choose(op, "cuda", dtype, "compiled", "auto") == "eager"
     assert _dispatch.choose(op, "cuda", dtype, "jit", "auto") == "eager"
 

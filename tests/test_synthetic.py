@@ -113,6 +113,14 @@ def test_cli_writes_and_refuses_to_overwrite(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
 
 
+def test_cli_removes_what_a_killed_run_left(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = tmp_path / f".s.h5.{int(gone.stdout)}.0123abcd.tmp"  # H5Writer's temporary of a dead process
+    orphan.write_bytes(b"x" * 1000)
+    synthetic_main(["--out", str(tmp_path / "s.h5"), "--n", "1", "--T", "3", "--size", "24", "--quiet"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
+
+
 @pytest.fixture
 def tiny_defaults(tmp_path, monkeypatch):
     monkeypatch.setenv("B2V_DATA_DIR", str(tmp_path))

@@ -158,7 +158,7 @@ def test_bad_input_is_a_clear_error(data, tmp_path, capsys):
     assert (out / "keep.txt").read_text() == "earlier work"
 
 
-# ----------------------------------------------------------------------------- issue 12 / 14 additions
+# ----------------------------------------------------------------------------- budgets, saving, start-up and --init
 def test_minutes_budget_ends_with_validation_and_a_checkpoint(data, tmp_path):
     out = tmp_path / "budget"
     result = train.main(args(data, out, "--minutes", "0.02", "--val-every", "1000", "--log-every", "1000"))

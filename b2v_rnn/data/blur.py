@@ -1,4 +1,4 @@
-"""Image formation shared by every data source (paper eq. 1-2, DESIGN §1).
+"""Image formation shared by every data source (paper eq. 1-2, docs/design.md §1).
 
 A blurry image is the average of T consecutive sharp frames. The converters and the
 synthetic generator all go through `average_frames` and `windows`, so the rule "blurry =

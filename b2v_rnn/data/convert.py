@@ -33,6 +33,7 @@ class Scene:
     name: str
     frames: Iterable[np.ndarray]
     length: int | None = None
+    files: tuple[Path, ...] = ()  # the files the frames are read from (an output must not be one)
 
 
 _noted: set[str] = set()
@@ -93,7 +94,7 @@ def write_scenes(out: str | os.PathLike, scenes: list[Scene], T: int, stride: in
     """
     T = check_T(T)
     check_gamma(gamma)
-    _check_out(Path(out))
+    check_output_file(Path(out), overwrite, inputs=[f for scene in scenes for f in scene.files])
     if stride < 1:
         raise DataError(f"--stride {stride}: must be >= 1")
     if not 0 < scale <= 1:
@@ -140,18 +141,27 @@ def write_scenes(out: str | os.PathLike, scenes: list[Scene], T: int, stride: in
     return writer.count
 
 
-def _check_out(out: Path) -> None:
-    """The output file's folder must be writable and the output itself not a folder;
-    checked before any frame is read. Temporaries that a killed conversion to the same
+def check_output_file(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+    """What every converter checks of its --out before reading anything: not a folder, not one
+    of `inputs`, in an existing writable folder, and not an existing file unless `overwrite`.
+    DataError (one line naming --out) otherwise. Temporaries that a killed write of the same
     file left are removed."""
-    from ..outputs import OutputError, check_writable, remove_orphaned_writes
+    from ..outputs import OutputError, check_writable, refuse_inputs_among_outputs, remove_orphaned_writes
 
     if out.is_dir():
-        raise DataError(f"--out {out}: is a folder; give the .h5 file to write")
+        raise DataError(f"--out {out}: is a folder; give the .h5 file to write (--overwrite never replaces a folder)")
+    try:
+        refuse_inputs_among_outputs([out], inputs)
+    except OutputError as e:
+        raise DataError(str(e)) from None
     try:
         check_writable(out.parent, option="--out", remedy="choose another --out")
     except OutputError as e:
         raise DataError(f"{e} (for {out.name})") from None
+    if not out.parent.is_dir():
+        raise DataError(f"--out {out}: the folder {out.parent} does not exist; create it or choose another --out")
+    if out.exists() and not overwrite:
+        raise DataError(f"--out {out}: already exists; pass --overwrite to replace it")
     remove_orphaned_writes(out)
 
 
@@ -202,8 +212,13 @@ def convert(args: argparse.Namespace, scenes: list[Scene], source: str) -> None:
 def run_cli(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
     """Call main(argv); expected errors (bad input) print one line and exit with status 2,
     anything else (a bug) keeps its traceback."""
+    from ..cli import CliError
+
     try:
         main(argv)
-    except (DataError, FileNotFoundError, FileExistsError) as e:
+    except (DataError, CliError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # the writer has removed its temporary already
+        print("interrupted: nothing was written", file=sys.stderr)
+        sys.exit(130)

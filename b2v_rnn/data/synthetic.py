@@ -1,4 +1,4 @@
-"""Procedural high-frame-rate scenes rendered as b2v samples (DESIGN §5, paper eq. 2).
+"""Procedural high-frame-rate scenes rendered as b2v samples (docs/design.md §5.3, paper eq. 2).
 
 A scene is a textured background seen by a moving camera (translation with acceleration,
 small rotation and zoom) and 1-4 textured foreground shapes with soft edges, each with
@@ -12,7 +12,7 @@ Motion magnitudes are given in pixels over the whole exposure at a 320-pixel ima
 paper's crop size) and scale linearly with the image size.
 
 `BROAD` (the default training data) moves little: at 96 px the camera moves ~0.4 px per
-frame, objects ~0.7 (issue 11). `REAL_MOTION` spans real blur instead, 1 to 6+ px per
+frame, objects ~0.7. `REAL_MOTION` spans real blur instead, 1 to 6+ px per
 frame at 96 px, with most backgrounds real photographs under camera motion; `scale_motion`
 builds the intermediate stages of a curriculum between the two.
 """

@@ -1,4 +1,4 @@
-"""Networks of b2v_rnn (DESIGN §2; paper Sec. 5–6).
+"""Networks of b2v_rnn (docs/design.md §2; paper Sec. 5–6).
 
 - :class:`MiddleNet` φm: blurry y → middle frame x̂[m];
 - :class:`RecurrentGenerator` G(y, near, far): the next frame outward, one set of weights;

@@ -3,7 +3,7 @@ per-colour-plane refinement trunk with multi-level fusion.
 
 Every normalised convolution is a :class:`~b2v_rnn.ops.PreActDilatedConv2d` (InstanceNorm with
 affine parameters, ReLU, conv, fused), whose statistics are always those of the current input:
-there are no running statistics to go stale (DESIGN §7's pitfall).
+there are no running statistics to go stale (docs/design.md §2.1).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ shuffle, or features upsampled by interpolation (no per-phase parameters, no gri
 
 
 class SmoothHead(nn.Module):
-    """The grid-free output path of :class:`PlaneRefinement` (issue 11).
+    """The grid-free output path of :class:`PlaneRefinement` (docs/design.md §2.2).
 
     ``forward(taps, planes)``: ``taps`` the trunk outputs at the fusion points, each
     (B·3, C, h, w); ``planes`` the colour planes at full resolution (B·3, 1, h·r, w·r). Each tap is

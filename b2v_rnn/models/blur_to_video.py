@@ -1,4 +1,4 @@
-"""The whole model: φm then the recurrent generator unrolled outward (DESIGN §2)."""
+"""The whole model: φm then the recurrent generator unrolled outward (docs/design.md §2.4)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class BlurToVideo(nn.Module):
     def unroll(self, y: Tensor, middle: Tensor, T: int = 7, clamp: bool | None = None) -> Tensor:
         """Frames around a given middle frame (B, 3, H, W) → (B, T, 3, H, W), ``middle`` at index m.
 
-        Training passes the ground-truth x[m] here (teacher forcing, DESIGN §3). With
+        Training passes the ground-truth x[m] here (teacher forcing, docs/design.md §3.4). With
         m = (T−1)/2 (0-based) and K = (T−1)/2 steps, G is called T−1 times:
 
         - k = 1 (core pair): ``x̂[m−1] = G(y, x̂[m], x̂[m])``, then ``x̂[m+1] = G(y, x̂[m], x̂[m−1])``,

@@ -1,4 +1,4 @@
-"""Conditional PatchGAN discriminator for the non-middle frames (paper Sec. 5.3, L_adv; DESIGN §2)."""
+"""Conditional PatchGAN discriminator for the non-middle frames (paper Sec. 5.3, L_adv; docs/design.md §2.5)."""
 
 from __future__ import annotations
 

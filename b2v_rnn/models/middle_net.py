@@ -1,4 +1,4 @@
-"""Middle-frame network φm (paper Sec. 5 eq. 3 and Sec. 6; DESIGN §2)."""
+"""Middle-frame network φm (paper Sec. 5 eq. 3 and Sec. 6; docs/design.md §2.3)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class MiddleNet(nn.Module):
 
     ``head``: "shuffle" is the paper's output path (per-phase channels through a pixel shuffle),
     "smooth" the grid-free one of :class:`~.blocks.SmoothHead` (``head_channels`` features
-    upsampled bilinearly); the presets use "smooth" (issue 11).
+    upsampled bilinearly); the presets use "smooth" (docs/design.md §2.2).
     """
 
     def __init__(

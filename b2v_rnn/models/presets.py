@@ -15,13 +15,12 @@ from .recurrent_generator import RecurrentGenerator
 # "paper": the paper's widths (Sec. 6 and its public code): φm ≈ 4.9 M parameters.
 # "small": a quarter of the compute, for single-GPU experiments.
 # "tiny": trains in minutes on 2 CPU cores at 60–100 px crops; for tests and smoke runs.
-# φm in every preset: the "smooth" output head (bilinear upsampling, no per-phase channels), since
-# the paper's pixel-shuffle head painted a period-4 grid on photographs (issue 11; bench.probes
-# middle --head: grid 444x against 3.3x, the photograph's own level, after 2,000 steps).
+# φm in every preset: the "smooth" output head (bilinear upsampling, no per-phase channels),
+# since the paper's pixel-shuffle head paints a period-4 grid on photographs (docs/design.md §2.2).
 # G in every preset: motion="flow" (warp near by a predicted flow, then correct) and a 3×3
-# linear skip, decided by the teacher-forced probe of bench/probes.py (issue 11; figures in
-# bench/ABLATION.md). Weights saved before these options store a config without them and
-# rebuild the residual G they were trained as (build_model_from_config).
+# linear skip, the best G of the teacher-forced probes of bench/probes.py (docs/design.md §2.4;
+# figures in bench/ABLATION.md). Weights saved before these options store a config without them
+# and rebuild the residual G they were trained as (build_model_from_config, docs/design.md §2.6).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "paper": {
         "middle": dict(channels=144, num_blocks=12, num_dilated=6, fusion_taps=4, factor=4, rgb_channels=64,

@@ -1,4 +1,4 @@
-"""Recurrent generator G(y, near, far) (DESIGN §2; our weight-shared variant of paper Sec. 5.3)."""
+"""Recurrent generator G(y, near, far) (docs/design.md §2.4; our weight-shared variant of paper Sec. 5.3)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ class RecurrentGenerator(nn.Module):
     first convs tiny and shares them across colours. Defaults are the paper's: factor 5 and
     64 + 32 + 32 = 128 channels. Any H×W (padded to multiples of ``factor`` and cropped back).
 
-    ``motion`` chooses the prior the residual corrects (issue 11: a copy of ``near`` cannot
+    ``motion`` chooses the prior the residual corrects (a copy of ``near`` cannot
     continue a motion, and ``2·near − far`` gives double edges beyond ~1 px per frame):
 
     - ``"residual"``: ``output = near + f(y, near, far)`` (the paper's; the shipped weights);

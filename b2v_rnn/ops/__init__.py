@@ -1,4 +1,4 @@
-"""Fused ops of b2v_rnn, each with its pure-PyTorch reference (DESIGN §4).
+"""Fused ops of b2v_rnn, each with its pure-PyTorch reference (docs/design.md §4).
 
 - :func:`resample_conv2d` / :class:`ResampleConv2d`: conv2d over a pixel-(un)shuffled input.
 - :func:`preact_dilated_conv2d` / :class:`PreActDilatedConv2d`: InstanceNorm-affine, ReLU

@@ -9,10 +9,10 @@ or oneDNN, so "eager" is the vendor path, not a slow fallback.
 
 - ``auto`` (default): the fused kernel only where ``bench/`` measured it faster than the eager
   chain (:data:`MEASURED_FASTER`), per weight shape and layout: on the CPU the one-pass norm
-  statistics in every float dtype (3.5–6×), and the float32 pre-activation conv on NCHW input
-  for layers of at most :data:`SMALL_GEMM` weights (1.14–1.98×; the wide layers ran 0.44–0.89×
-  oneDNN's speed, ``bench/bench_layers.py``). On CUDA the fused kernels are 1.5–12× slower than
-  cuDNN in channels_last (bench/RESULTS.md), so CUDA runs the eager chain, TF32 for float32;
+  statistics in every float dtype, and the float32 pre-activation conv on NCHW input for layers
+  of at most :data:`SMALL_GEMM` weights, where oneDNN runs the wider layers faster. On CUDA the
+  fused kernels measured slower than cuDNN in channels_last, so CUDA runs the eager chain, TF32
+  for float32 (figures in bench/RESULTS.md; docs/design.md §4.5);
 - ``always``: the fused kernel wherever one exists for the dtype (tests, benchmarks);
 - ``never``: the eager chain everywhere, with the library still loaded.
 """
@@ -42,10 +42,10 @@ OP_KERNEL_DTYPES = {
 
 
 SMALL_GEMM = 64 * 64
-"""Weight elements K·C·kh·kw up to which the CPU fp32 fused preact conv beat oneDNN: every
-layer of the paper model at 320² with at most 4,096 (1×1 convs to ≤ 64 or to the 16/25 fusion
-channels, the 3×3 convs to 2–3 channels: 1.14–1.98×) and none above (the 128/144-channel
-layers: 0.44–0.89×), in ``bench/bench_layers.py``."""
+"""Weight elements K·C·kh·kw up to which the CPU fp32 fused preact conv beat oneDNN in
+``bench/bench_layers.py``: every layer of the paper model with at most 4,096 (the 1×1 convs to
+≤ 64 or to the fusion channels, the 3×3 convs to 2–3 channels) and none above (bench/RESULTS.md,
+"CPU inference")."""
 
 
 def _small_gemm(weight_shape: tuple[int, ...] | None, channels_last: bool) -> bool:
@@ -64,14 +64,14 @@ def _any_shape(weight_shape: tuple[int, ...] | None, channels_last: bool) -> boo
 
 MEASURED_FASTER = {
     ("preact_dilated_conv2d", "cpu", torch.float32): (_small_gemm, "fused for small NCHW layers, else eager"),
-    # 3.5-6x the eager statistics (two-pass in float32; a float32 copy and two sums in bfloat16).
+    # Faster than the eager statistics (two-pass in float32; a float32 copy and two sums in bfloat16).
     **{("channel_moments", "cpu", dtype): (_any_shape, "one-pass kernel")
        for dtype in (torch.float32, torch.bfloat16, torch.float64)},
 }
 """(op, device type, dtype) → (whether, for a weight shape (K, C, kh, kw) and the input's layout,
 the fused kernel beat the eager chain in ``bench/``, the path's words in :func:`describe`)
-(bench/RESULTS.md, "CPU inference"). The CPU resample conv measured 0.97× and is left out; add
-an entry only with a benchmark that shows the win."""
+(bench/RESULTS.md, "CPU inference"). The CPU resample conv measured no faster and is left out;
+add an entry only with a benchmark that shows the win."""
 
 _policy: str | None = None
 

@@ -20,7 +20,7 @@ computes::
 
 The fused kernels apply the affine and the ReLU while gathering the convolution's
 input, so the normalised/activated tensor is never written to memory in the forward
-pass (DESIGN §4.2). :func:`preact_dilated_conv2d_reference` is the specification.
+pass (docs/design.md §4.2). :func:`preact_dilated_conv2d_reference` is the specification.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def instance_norm_affine(x: Tensor, gamma: Tensor, beta: Tensor, eps: float,
     """InstanceNorm(affine) of x (B, C, H, W) folded into per-(sample, channel) scale, shift (B, C).
 
     Statistics are always those of the current input (no running statistics: with tracked
-    statistics the network would normalise by stale values, DESIGN §7's pitfall). They come
+    statistics the network would normalise by stale values, docs/design.md §2.1). They come
     from :func:`channel_statistics`; scale and shift are computed in float32 and returned in
     x's dtype. ``statistics``: x's (mean, var) when the caller already has them (a residual
     block normalises its input twice, with different affine parameters).
@@ -118,22 +118,21 @@ def instance_norm_affine(x: Tensor, gamma: Tensor, beta: Tensor, eps: float,
 def channel_statistics(x: Tensor, method: str | None = None) -> tuple[Tensor, Tensor]:
     """Per-(sample, channel) mean and biased variance of x (B, C, H, W), each (B, C).
 
-    ``method`` (default: chosen by dtype and device, as measured):
+    ``method`` (default: the one measured fastest for the dtype and device; the figures are in
+    bench/RESULTS.md):
 
     - ``"two_pass"`` (float32/float64): the mean, then the mean squared deviation from it. As
-      stable as torch.var_mean and, on CPU, faster than its Welford kernel (forward+backward at
-      24×64×20×20: 4.7 ms against 8.5 ms, measured on this project's 2 cores).
+      stable as torch.var_mean and, on CPU, faster than its Welford kernel.
     - ``"welford"`` (16-bit on CUDA): one pass of torch.var_mean, float32 accumulation, no fp32
-      copy of the activation (the float32 two-pass version moved ~750 MB per 720p layer). Its
-      results are rounded to x's dtype, the precision the convolution reads x at anyway.
+      copy of the activation. Its results are rounded to x's dtype, the precision the
+      convolution reads x at anyway.
     - ``"sums"`` (bfloat16 on CPU without the library): Σx and Σx² accumulated in float32 in one
-      sweep each, var = E[x²] − E[x]². 3–4× faster than var_mean on CPU in bf16 (forward+backward
-      at 24×64×20×20: 0.8–1.0 ms against 4.0 ms), but it copies x to float32 first. Its
-      cancellation error, ~2⁻⁹·E[x²]/var/√(HW), is of the order of bf16's own rounding of x; not
-      used for float16, whose x² overflows at 256.
+      sweep each, var = E[x²] − E[x]². Faster than var_mean on CPU in bf16, though it copies x to
+      float32 first. Its cancellation error, ~2⁻⁹·E[x²]/var/√(HW), is of the order of bf16's own
+      rounding of x; not used for float16, whose x² overflows at 256.
     - ``"moments"`` (CPU, float32/bfloat16/float64, when the library is loaded): the one-pass
-      kernel of :mod:`~b2v_rnn.ops.channel_moments`, which reads x once in either layout;
-      3–6× the eager statistics forward and backward at the model's shapes (bench/RESULTS.md).
+      kernel of :mod:`~b2v_rnn.ops.channel_moments`, which reads x once in either layout
+      (docs/design.md §4.3).
     """
     if method is None:
         if _dispatch.choose("channel_moments", x.device.type, x.dtype, _loader.backend(),

@@ -21,7 +21,7 @@ Contract
 ``bias`` is (K,) or None; stride is 1, dilation 1, zero padding on the resampled grid.
 
 The fused kernels remap indices while loading the convolution's input, so the
-(un)shuffled tensor is never materialised (DESIGN §4.1). This module's
+(un)shuffled tensor is never materialised (docs/design.md §4.1). This module's
 :func:`resample_conv2d_reference` is the specification; the compiled kernels must equal it.
 """
 

@@ -5,7 +5,7 @@
 - ``batches``: the data stream, a function of (seed, step): the HDF5 loader, or clips
   resident in (GPU) memory with the augmentation done there;
 - ``step``: one optimisation step of φm, G and D, and the learning-rate schedule;
-- ``validation``: the DESIGN §7 metrics on the validation split during training;
+- ``validation``: the metrics of docs/design.md §7 on the validation split during training;
 - ``records``: CSV logs and TensorBoard;
 - ``state``: the training state saved in checkpoints (weights, optimisers, RNGs, clock);
 - ``signals``: stopping cleanly on SIGINT/SIGTERM;

@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adv-weight", type=float, default=0.0,
                    help=f"λadv, weight of G's hinge adversarial loss (0 = no discriminator). Off by default: at "
                         f"the paper's {ADVERSARIAL_WEIGHT} the hinge term is as large as the per-patch MSE pair loss "
-                        "and, once D wins, it pulled k=3 from +0.04 to -0.24 dB in CPU runs (issue 11); "
+                        "and, once D wins, it pulled k=3 from +0.04 to -0.24 dB in CPU runs (bench/ABLATION.md); "
                         "try ~1e-3 when D's term should stay well below the pair loss")
     p.add_argument("--perceptual-weight", type=float, default=PERCEPTUAL_WEIGHT,
                    help="λp, weight of the VGG16 perceptual term of L_middle (0 = MSE only)")

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from ..cli import CliError
-from ..outputs import check_writable, internal_names
+from ..outputs import check_writable, internal_names, refuse_inputs_among_outputs
 
 OUTPUTS = ("checkpoint.pt", "best.pt", "train.csv", "val.csv", "samples", "plots", "tensorboard")
 
@@ -35,6 +35,9 @@ def check_out(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a folder")
     check_writable(out, "--out")
+    if args.resume is None:  # a new start replaces these outputs: none of them may be an input
+        refuse_inputs_among_outputs([out / name for name in OUTPUTS],
+                                    [args.train, args.val, args.init, args.vgg_weights])
     if args.resume is not None or args.overwrite or not out.is_dir() or not _entries(out):
         return
     if is_failed_start(out):

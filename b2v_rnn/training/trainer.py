@@ -37,7 +37,7 @@ from .validation import validate
 SELECTION_METRIC = "patch_seq_psnr"
 """best.pt is the checkpoint with the highest validation per-patch sequence PSNR: each moving
 layer's direction is ambiguous on its own, so the global best-direction figure scores correct
-multi-object answers as wrong (issue 11)."""
+multi-object answers as wrong (docs/design.md §7.4)."""
 
 
 def config_differences(expected: dict, found: dict, prefix: str = "") -> list[str]:

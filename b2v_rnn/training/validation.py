@@ -1,4 +1,4 @@
-"""Validation during training: DESIGN §7 metrics of the full extraction on validation clips."""
+"""Validation during training: the docs/design.md §7 metrics of the full extraction on validation clips."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ from ..metrics import MetricAverager, clip_metrics, psnr
 
 @torch.no_grad()
 def validate(model, val_set, T: int, device, amp, limit: int, memory_format=torch.contiguous_format) -> tuple[dict, tuple]:
-    """DESIGN §7 metrics of model.extract over the first `limit` validation clips (all if 0),
+    """The docs/design.md §7 metrics of model.extract over the first `limit` validation clips (all if 0),
     plus the per-frame PSNR of the blurry input ("blurry_frame_psnr"); returns (summary,
     (blurry, prediction in the truth's direction, truth) of the first clip)."""
     model.eval()
