@@ -62,12 +62,14 @@ def add_device_arguments(p: argparse.ArgumentParser, precision: bool = False) ->
     also --precision (the inference commands, see :mod:`b2v_rnn.inference`)."""
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", action="store_true",
-                   help="bfloat16 autocast (CUDA; on a CPU it pays where oneDNN has AMX or AVX-512-BF16)"
+                   help="bfloat16 autocast (CUDA; on a CPU it can pay where oneDNN has AMX or AVX-512-BF16, "
+                        "not on every such CPU)"
                         + ("; the same as --precision bf16" if precision else ""))
     if precision:
         p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="auto: bf16 on a CPU with native bf16 (AVX-512-BF16 or AMX; 59-62 dB from fp32's "
-                            "frames, 2-3x faster), fp32 elsewhere")
+                       help="auto: on a CPU with native bf16 (AVX-512-BF16 or AMX), bf16 where a short probe of "
+                            "the model's layers measures it faster than fp32 (once per machine, cached; "
+                            "$B2V_PRECISION_CACHE=off measures every run), fp32 elsewhere")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
 
 

@@ -14,6 +14,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest  # noqa: E402  (after the environment is set)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def precision_cache(tmp_path_factory):
+    """``--precision auto`` caches its measured bf16 speed-up (b2v_rnn.inference): the tests,
+    and the commands they start, use a cache of their own, never the user's."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("B2V_PRECISION_CACHE", str(tmp_path_factory.mktemp("precision_cache") / "precision.json"))
+    yield
+    patch.undo()
+
+
 @pytest.fixture
 def fused_always():
     """Every op call takes the fused kernel where one exists for the dtype (``B2V_FUSED=always``),

@@ -2,26 +2,13 @@
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from b2v_rnn import inference
 from b2v_rnn.checkpoint import default_checkpoint, load_model
-from b2v_rnn.inference import InferenceSettings, resolve_precision, settings_for
+from b2v_rnn.inference import InferenceSettings
 
 CPU = torch.device("cpu")
-
-
-def test_auto_is_bf16_only_on_a_cpu_with_native_bf16(monkeypatch):
-    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: True)
-    assert resolve_precision("auto", CPU) == "bf16"
-    assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # not measured on a GPU yet
-    monkeypatch.setattr(inference, "native_bf16_cpu", lambda: False)
-    assert resolve_precision("auto", CPU) == "fp32"
-    assert resolve_precision("bf16", CPU) == "bf16" and resolve_precision("fp32", CPU) == "fp32"
-    assert settings_for(CPU, "fp32", amp=True).precision == "bf16"  # --amp is --precision bf16
-    with pytest.raises(ValueError, match="precision must be one of .*'half'"):
-        resolve_precision("half", CPU)
 
 
 def test_native_bf16_probe_survives_a_torch_without_it(monkeypatch):
