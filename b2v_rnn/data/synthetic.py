@@ -19,6 +19,7 @@ builds the intermediate stages of a curriculum between the two.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -30,7 +31,9 @@ import torch.nn.functional as F
 from .blur import check_T
 from .errors import DataError
 from .h5format import H5Writer
-from .textures import HELD_OUT_FAMILIES, TRAIN_FAMILIES, texture
+from .photos import PhotoFolder
+from .textures import HELD_OUT_FAMILIES, TRAIN_FAMILIES
+from .textures import texture as _embedded_texture
 
 REFERENCE_SIZE = 320
 """Image size at which the motion magnitudes of `SceneSettings` are expressed."""
@@ -54,6 +57,8 @@ class SceneSettings:
     photo_background: share of scenes whose background is a photograph (the "photo"
         family, or "photo_heldout" when `textures` holds no "photo"), whatever `textures`
         says: camera motion over real images. 0 leaves the draw to `textures` alone.
+    photos: a folder of photographs (`photos.PhotoFolder`) that the "photo" family draws
+        from instead of the embedded scikit-image ones; "" keeps the embedded ones.
     """
 
     textures: tuple[str, ...] = TRAIN_FAMILIES
@@ -68,6 +73,7 @@ class SceneSettings:
     edge_softness: float = 1.0
     subframes: int = 6
     photo_background: float = 0.0
+    photos: str = ""
 
     def __post_init__(self):
         if not self.textures:
@@ -120,6 +126,18 @@ def scale_motion(settings: SceneSettings, factor: float) -> SceneSettings:
         camera_speed=tuple(factor * v for v in settings.camera_speed),
         object_speed=tuple(factor * v for v in settings.object_speed),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _photo_folder(folder: str) -> PhotoFolder:
+    return PhotoFolder(folder)
+
+
+def _texture(rng: np.random.Generator, family: str, size: int, settings: SceneSettings) -> torch.Tensor:
+    """`textures.texture`, with the "photo" family drawn from `settings.photos` when set."""
+    if family == "photo" and settings.photos:
+        return _photo_folder(settings.photos).crop(rng, size)
+    return _embedded_texture(rng, family, size)
 
 
 def _trajectory(rng: np.random.Generator, t: torch.Tensor, speed: float, acceleration: float) -> torch.Tensor:
@@ -179,9 +197,9 @@ def render_sequence(rng: np.random.Generator, T: int, size: int,
     # Background: the camera translates, turns and zooms over a texture 1.5x the frame.
     tex_size = int(round(1.5 * S))
     if settings.photo_background and rng.random() < settings.photo_background:
-        bg = texture(rng, "photo" if "photo" in fam else "photo_heldout", tex_size)
+        bg = _texture(rng, "photo" if "photo" in fam else "photo_heldout", tex_size, settings)
     else:
-        bg = texture(rng, fam[rng.integers(len(fam))], tex_size)
+        bg = _texture(rng, fam[rng.integers(len(fam))], tex_size, settings)
     shift = _trajectory(rng, t, scale * rng.uniform(*settings.camera_speed), settings.acceleration)
     turn = rng.uniform(-1, 1) * settings.camera_rotation * tt
     zoom = 1.0 + rng.uniform(-1, 1) * settings.camera_zoom * tt
@@ -201,7 +219,7 @@ def render_sequence(rng: np.random.Generator, T: int, size: int,
         dist = _shape_distance(kind, lx / radius, ly / radius, a, b, int(rng.integers(3, 7))) * radius
         alpha = (0.5 - dist / settings.edge_softness).clamp(0, 1)[:, None]
         obj_tex_size = int(2 * radius) + 4
-        obj = _sample(texture(rng, fam[rng.integers(len(fam))], obj_tex_size),
+        obj = _sample(_texture(rng, fam[rng.integers(len(fam))], obj_tex_size, settings),
                       lx + obj_tex_size / 2, ly + obj_tex_size / 2)
         frames = frames + alpha * (obj - frames)
 

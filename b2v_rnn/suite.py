@@ -1,0 +1,237 @@
+"""The do-no-harm suite: a model judged on scenes its training generator does not define.
+
+    python -m b2v_rnn.suite --out suite                      # the default weights
+    python -m b2v_rnn.suite --checkpoint run/best.pt --photos ~/my_photos --out suite
+
+A held-out split drawn by the training generator measures memorised textures and motions.
+The suite renders the families of `b2v_rnn.data.families` (`SUITE_FAMILIES`) from
+photographs training never used (the embedded held-out scikit-image photographs, or any
+folder given with --photos), and judges camera shake on the ``tremor`` trajectory model,
+which no training family uses. Per family it reports:
+
+- middle gain: PSNR of x̂[m] against x[m], minus that of the blurry input (dB);
+- pair gains, k = 1..(T-1)/2: per-patch order-invariant PSNR of (x̂[m-k], x̂[m+k])
+  (`metrics.patch_pair_psnr`) minus that of repeating the blurry input;
+- sharp kept (the ``sharp`` family): the worst frame's PSNR against the (sharp) input;
+- still kept: the worst frame's PSNR inside the scene's still mask, where every true frame
+  equals the input;
+- worst 5 %: the middle gain of the scene at the 5th percentile.
+
+`score` condenses them into the margin of the worst family against the suite's bars (sharp
+and still kept >= `KEPT_BAR` dB, gains >= 0), the figure checkpoints are chosen by.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import metrics as M
+from . import visualize
+from .data.blur import average_frames
+from .data.families import EMBEDDED_HELD_OUT, FAMILIES, GAMMA, SUITE_FAMILIES, PhotoSource, render_scene
+
+KEPT_BAR = 35.0
+"""dB a sharp input and a still background must keep, at the least."""
+
+Extract = Callable[[torch.Tensor], torch.Tensor]
+"""y (1, 3, H, W) -> frames (1, T, 3, H, W)."""
+
+
+@dataclass(frozen=True)
+class Scene:
+    family: str
+    blurry: torch.Tensor  # (3, H, W) in [0, 1]
+    sharp: torch.Tensor  # (T, 3, H, W)
+    still: torch.Tensor  # bool (H, W)
+
+
+def _float(image: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1]."""
+    return torch.from_numpy(image).movedim(-1, -3).float() / 255.0
+
+
+def scenes(family: str, n: int, T: int = 7, size: int = 128, seed: int = 0,
+           photos: PhotoSource = EMBEDDED_HELD_OUT) -> list[Scene]:
+    """The suite's `n` scenes of `family`, a pure function of the arguments."""
+    index = sorted(FAMILIES).index(family)
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, 1000 + index, i])
+        sharp, still = render_scene(rng, T, size, FAMILIES[family], photos)
+        out.append(Scene(family, _float(average_frames(sharp, GAMMA)), _float(sharp), torch.from_numpy(still)))
+    return out
+
+
+def _masked_psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR over the pixels of `mask` (H, W) of images (3, H, W)."""
+    err = (pred.double().clamp(0, 1) - target.double()) ** 2
+    return M.mse_to_psnr(err[:, mask].mean())
+
+
+def scene_metrics(pred: torch.Tensor, scene: Scene) -> dict:
+    """The suite's figures of one scene; pred (T, 3, H, W)."""
+    x, y = scene.sharp, scene.blurry
+    T = x.shape[0]
+    m = T // 2
+    out = {"worst_frame_vs_input": min(M.psnr(f, y) for f in pred)}
+    if scene.family != "sharp":
+        out["middle_gain"] = M.psnr(pred[m], x[m]) - M.psnr(y, x[m])
+        for k in range(1, m + 1):
+            ours = M.patch_pair_psnr(pred[m - k], pred[m + k], x[m - k], x[m + k])
+            out[f"pair_gain_k{k}"] = ours - M.patch_pair_psnr(y, y, x[m - k], x[m + k])
+    if scene.still.sum() >= 64:  # at least an 8x8 area, so one pixel cannot decide it
+        out["still_kept"] = min(_masked_psnr(f, x[i], scene.still) for i, f in enumerate(pred))
+    return out
+
+
+def summarise(family: str, per_scene: Sequence[dict]) -> dict:
+    """Mean of each figure over the family's scenes, plus the worst ones."""
+    summary: dict = {"scenes": len(per_scene)}
+    for key in sorted({k for s in per_scene for k in s}):
+        values = np.array([s[key] for s in per_scene if key in s], dtype=np.float64)
+        summary[key] = float(values.mean())
+        summary[f"{key}_min"] = float(values.min())
+    if "middle_gain" in summary:
+        summary["middle_gain_worst5"] = float(np.percentile([s["middle_gain"] for s in per_scene], 5))
+    if family == "sharp":
+        summary["sharp_kept"] = summary["worst_frame_vs_input"]
+        summary["sharp_kept_min"] = summary["worst_frame_vs_input_min"]
+    return summary
+
+
+def margin(summary: dict) -> float:
+    """dB by which one family clears its bars (negative: the amount it misses by)."""
+    checks = []
+    if "sharp_kept" in summary:
+        checks.append(summary["sharp_kept"] - KEPT_BAR)
+    if "still_kept" in summary:
+        checks.append(summary["still_kept"] - KEPT_BAR)
+    checks += [v for k, v in summary.items() if (k == "middle_gain" or k.startswith("pair_gain_k"))
+               and not k.endswith(("_min", "_worst5"))]
+    return min(checks) if checks else math.inf
+
+
+def score(report: dict) -> float:
+    """The margin of the worst family: what checkpoints are selected by (higher is better)."""
+    return min(margin(s) for s in report.values())
+
+
+@torch.inference_mode()
+def run(extract: Extract, families: Sequence[str] = SUITE_FAMILIES, n: int = 16, T: int = 7, size: int = 128,
+        seed: int = 0, photos: PhotoSource = EMBEDDED_HELD_OUT, progress: bool = True,
+        keep: int = 0) -> tuple[dict, dict]:
+    """(report {family: summary}, kept {family: [(blurry, pred, sharp), ...]}) of `extract`."""
+    report, kept = {}, {}
+    bar = tqdm(total=n * len(families), desc="suite", unit="scene", disable=not progress)
+    for family in families:
+        per_scene, kept[family] = [], []
+        for scene in scenes(family, n, T, size, seed, photos):
+            pred = extract(scene.blurry[None])[0].float().cpu()
+            per_scene.append(scene_metrics(pred, scene))
+            if len(kept[family]) < keep:
+                kept[family].append((scene.blurry, pred, scene.sharp))
+            bar.update(1)
+        report[family] = summarise(family, per_scene)
+    bar.close()
+    return report, kept
+
+
+def format_table(report: dict) -> str:
+    """One row per family: the suite's figures in dB."""
+    pair_keys = sorted({k for s in report.values() for k in s if k.startswith("pair_gain_k") and k[-1].isdigit()})
+    head = ["family", "middle gain", *[f"pair k={k[-1]}" for k in pair_keys], "worst 5 % mid",
+            "sharp kept", "still kept", "margin"]
+    rows = [head]
+
+    def cell(summary, key):
+        return f"{summary[key]:+.2f}" if key in summary and "kept" not in key else (
+            f"{summary[key]:.1f}" if key in summary else "")
+
+    for family, s in report.items():
+        rows.append([family, cell(s, "middle_gain"), *[cell(s, k) for k in pair_keys],
+                     cell(s, "middle_gain_worst5"), cell(s, "sharp_kept"), cell(s, "still_kept"),
+                     f"{margin(s):+.2f}"])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    return "\n".join(lines + [f"score (worst family's margin): {score(report):+.2f} dB"])
+
+
+def family_figure(kept: Sequence[tuple], path: Path) -> Path:
+    """Rows of (input | frame 1 | middle | frame T | 4 x |frame 1 - frame T|) per kept scene."""
+    rows = []
+    for blurry, pred, _ in kept:
+        m = pred.shape[0] // 2
+        diff = (4 * (pred[0] - pred[-1]).abs()).clamp(0, 1)
+        rows.append(torch.cat([blurry, pred[0], pred[m], pred[-1], diff], dim=-1))
+    return visualize.save_image(torch.cat(rows, dim=-2), path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cli import HelpFormatter, add_device_arguments
+
+    p = argparse.ArgumentParser(prog="python -m b2v_rnn.suite", description=__doc__.split("\n\n")[0],
+                                formatter_class=HelpFormatter, allow_abbrev=False)
+    p.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the weights shipped with the package)")
+    p.add_argument("--photos", type=Path, help="folder of photographs never used in training "
+                                               "(default: the embedded held-out scikit-image photographs)")
+    p.add_argument("--families", default=",".join(SUITE_FAMILIES), help="comma-separated families")
+    p.add_argument("--n", type=int, default=16, help="scenes per family")
+    p.add_argument("--T", type=int, default=7, help="frames per scene (odd, >= 3)")
+    p.add_argument("--size", type=int, default=128, help="scene side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, help="folder for report.json, suite.txt and one figure per family")
+    add_device_arguments(p, precision=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    from .cli import CliError, check_T, resolve_device, run_main, set_threads  # noqa: F401
+    from .data.photos import PhotoFolder
+    from .inference import settings_for
+    from .predict import extract_tiled, load_for_inference
+
+    args = build_parser().parse_args(argv)
+    set_threads(args.threads)
+    check_T(args.T)
+    names = [f.strip() for f in args.families.split(",") if f.strip()]
+    unknown = [f for f in names if f not in FAMILIES]
+    if unknown or not names:
+        raise CliError(f"--families {args.families!r}: unknown {unknown}, expected some of {sorted(FAMILIES)}")
+    if args.n < 1 or args.size < 32:
+        raise CliError(f"--n {args.n} must be >= 1 and --size {args.size} >= 32")
+    photos = PhotoSource(PhotoFolder(args.photos)) if args.photos else EMBEDDED_HELD_OUT
+    device = resolve_device(args.device)
+    settings = settings_for(device, args.precision, args.amp)
+    model, path = load_for_inference(args.checkpoint, args.T, device)
+    model = settings.prepare(model).eval()
+
+    def extract(y):
+        with settings.autocast():
+            return extract_tiled(model, settings.input(y), args.T)
+
+    report, kept = run(extract, names, args.n, args.T, args.size, args.seed, photos, keep=3 if args.out else 0)
+    table = format_table(report)
+    print(f"{path} on {photos.describe()} ({args.n} scenes per family, {args.size} px, T={args.T}, {settings.describe()})")
+    print(table)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "report.json").write_text(json.dumps(report, indent=1))
+        (args.out / "suite.txt").write_text(table + "\n")
+        for family, scenes_kept in kept.items():
+            family_figure(scenes_kept, args.out / f"{family}.png")
+    return report
+
+
+if __name__ == "__main__":
+    from .cli import run_main
+
+    run_main(main)
