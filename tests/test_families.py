@@ -1,0 +1,175 @@
+"""Scene families render what they claim, photo folders feed them, and the suite's metrics
+score constructed answers as they must."""
+import h5py
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from b2v_rnn.data import families as fam
+from b2v_rnn.data.blur import average_frames
+from b2v_rnn.data.errors import DataError
+from b2v_rnn.data.photos import PhotoFolder
+from b2v_rnn import suite
+from data_tools.synthetic import main as synthetic_main
+
+T = 7
+
+
+def render(name: str, i: int, size: int = 64, photos=fam.EMBEDDED_TRAIN):
+    return fam.render_scene(np.random.default_rng([3, i]), T, size, fam.FAMILIES[name], photos)
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_the_sharp_family_is_exactly_constant(i):
+    sharp, still = render("sharp", i)
+    assert (sharp == sharp[:1]).all() and still.all()
+    np.testing.assert_array_equal(average_frames(sharp, fam.GAMMA), sharp[0])
+
+
+@pytest.mark.parametrize("i", range(6))
+def test_the_still_mask_is_exact(i):
+    sharp, still = render("still", i)
+    assert 0 < still.mean() < 1  # a still background and something moving
+    assert (sharp[:, still] == sharp[:1, still]).all()
+    moving = ~still
+    assert (sharp[:, moving] != sharp[:1, moving]).any(axis=(0, 2)).mean() > 0.3  # most moving pixels change
+    np.testing.assert_array_equal(average_frames(sharp, fam.GAMMA)[still], sharp[T // 2][still])
+
+
+@pytest.mark.parametrize("name", ["shake", "pan", "tremor", "mixed", "zoom"])
+def test_the_camera_never_stands_still_and_nothing_is_still_outside_a_still_camera(name):
+    sharp, still = render(name, 0)
+    assert still.mean() < 0.2
+    assert not (sharp == sharp[:1]).all()
+
+
+@pytest.mark.parametrize("camera", ["pan", "shake", "tremor"])
+def test_camera_blur_paths_stay_in_their_range(camera):
+    family = next(f for f in fam.FAMILIES.values() if f.camera == camera)
+    t = (torch.arange(42, dtype=torch.float32) + 0.5) / 42 - 0.5
+    lengths = []
+    for i in range(40):
+        shift, _, _ = fam.camera_motion(np.random.default_rng(i), family, t, 96)
+        lengths.append(float((shift[1:] - shift[:-1]).norm(dim=1).sum()))
+    lo, hi = family.camera_blur
+    assert 0.9 * lo - 1e-3 <= min(lengths) and max(lengths) <= 1.25 * hi  # pan's acceleration bends its path
+    assert np.median(lengths) < (lo + hi) / 2  # heavy-tailed: most scenes blur little
+
+
+def test_rendering_is_a_pure_function_of_the_seed():
+    a, b = render("mixed", 5), render("mixed", 5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_training_mix_never_draws_the_held_out_trajectory():
+    assert "tremor" not in fam.TRAINING_MIX and "tremor" in fam.SUITE_FAMILIES
+    assert abs(sum(fam.TRAINING_MIX.values()) - 1) < 1e-9
+
+
+def test_parse_mix_normalises_and_names_bad_parts():
+    assert fam.parse_mix("sharp=1,still=3") == {"sharp": 0.25, "still": 0.75}
+    for bad, words in (("blurry=1", "unknown family"), ("sharp=x", "must be a number"),
+                       ("sharp=-1", ">= 0"), ("sharp=0", "positive share"), ("sharp=nan", ">= 0")):
+        with pytest.raises(DataError, match=words):
+            fam.parse_mix(bad)
+
+
+def photo_folder(tmp_path):
+    folder = tmp_path / "photos" / "nested"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a.jpg", "b.png", "c.webp"):
+        Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not a photograph")
+    return tmp_path / "photos"
+
+
+def test_a_photo_folder_is_found_recursively_in_sorted_order(tmp_path):
+    photos = PhotoFolder(photo_folder(tmp_path))
+    assert [p.name for p in photos.files] == ["a.jpg", "b.png", "c.webp"]
+    crop = photos.crop(np.random.default_rng(0), 40)
+    assert crop.shape == (3, 40, 40) and 0 <= crop.min() and crop.max() <= 1
+
+
+def test_photo_folder_errors_name_the_folder_or_file(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        PhotoFolder(tmp_path / "missing")
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    with pytest.raises(DataError, match="is not a folder"):
+        PhotoFolder(tmp_path / "file.jpg")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="holds no photograph"):
+        PhotoFolder(tmp_path / "empty")
+    (tmp_path / "damaged").mkdir()
+    (tmp_path / "damaged" / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError, match="broken.png"):
+        PhotoFolder(tmp_path / "damaged").crop(np.random.default_rng(0), 32)
+
+
+def test_synthetic_mix_writes_families_in_linear_light_from_a_photo_folder(tmp_path):
+    photos = photo_folder(tmp_path)
+    out = tmp_path / "mix.h5"
+    synthetic_main(["--out", str(out), "--n", "4", "--size", "32", "--mix", "sharp=1", "--photos", str(photos),
+                    "--quiet"])
+    with h5py.File(out) as f:
+        assert f.attrs["gamma"] == fam.GAMMA and f.attrs["photos"] == str(photos)
+        sharp = f["sharp"][:]
+        assert (sharp == sharp[:, :1]).all()  # the sharp family: every frame the same
+        np.testing.assert_array_equal(f["blurry"][:], sharp[:, 0])
+
+
+def test_synthetic_presets_take_textures_from_a_photo_folder(tmp_path):
+    photos = photo_folder(tmp_path)
+    common = ["--n", "2", "--size", "32", "--textures", "photo", "--quiet"]
+    synthetic_main(["--out", str(tmp_path / "embedded.h5"), *common])
+    synthetic_main(["--out", str(tmp_path / "folder.h5"), *common, "--photos", str(photos)])
+    with h5py.File(tmp_path / "embedded.h5") as a, h5py.File(tmp_path / "folder.h5") as b:
+        assert not np.array_equal(a["sharp"][:], b["sharp"][:])
+
+
+# ---- the suite's metrics on constructed answers ---------------------------------------------
+
+def repeat_blurry(y):
+    return y[:, None].expand(-1, T, -1, -1, -1)
+
+
+def run_suite(extract, names=("sharp", "still", "tremor")):
+    return suite.run(extract, names, n=3, T=T, size=64, progress=False)[0]
+
+
+def test_doing_nothing_keeps_everything_and_gains_nothing():
+    report = run_suite(repeat_blurry)
+    assert report["sharp"]["sharp_kept"] == pytest.approx(100.0)  # the metrics' PSNR cap
+    assert report["still"]["still_kept"] == pytest.approx(100.0)
+    for key in ("middle_gain", "pair_gain_k1", "pair_gain_k3"):
+        assert report["tremor"][key] == pytest.approx(0.0, abs=1e-9)
+    assert suite.score(report) == pytest.approx(0.0, abs=1e-9)  # gains of exactly 0 are the bar
+
+
+def test_an_answer_that_harms_a_sharp_photo_fails_the_suite():
+    def noisy(y):
+        torch.manual_seed(0)
+        return (repeat_blurry(y) + 0.05 * torch.randn(1, T, *y.shape[1:])).clamp(0, 1)
+
+    report = run_suite(noisy)
+    assert report["sharp"]["sharp_kept"] < suite.KEPT_BAR and report["still"]["still_kept"] < suite.KEPT_BAR
+    assert report["tremor"]["middle_gain"] < 0
+    assert suite.score(report) < 0
+
+
+def test_the_truth_gains_on_every_moving_family():
+    truths = {}
+
+    def oracle(y):
+        return truths[y.numpy().tobytes()][None]
+
+    for name in ("still", "tremor", "pan"):
+        for scene in suite.scenes(name, 3, T, 64):
+            truths[scene.blurry[None].numpy().tobytes()] = scene.sharp
+    report = suite.run(oracle, ("still", "tremor", "pan"), n=3, T=T, size=64, progress=False)[0]
+    for name in ("still", "tremor", "pan"):
+        assert report[name]["middle_gain"] > 0.5 and report[name]["pair_gain_k3"] > 0.5
+    assert report["still"]["still_kept"] == pytest.approx(100.0)
+    assert suite.format_table(report).count("\n") == 4  # header, 3 families, the score
