@@ -7,20 +7,26 @@ CPU: 320×320 and 480×640, float32 and bfloat16 autocast, channels_last (what
 ``auto`` (the default: the one-pass norm kernel, the fused fp32 1×1 convs on NCHW) and
 ``never`` (the eager chain everywhere, what ``B2V_OPS=reference`` computes) side by side.
 ``test_cpu_default_is_never_slower_than_the_eager_chain`` asserts the default's side of
-each pair. CUDA (skipped without a GPU): fp32 weights, channels_last, float32 (TF32) and
-bfloat16 autocast, under ``auto``, ``never`` and ``always``, with the same assertion.
+each pair, and ``test_cpu_default_precision_is_never_slower_than_fp32`` that the precision
+``--precision auto`` measures and takes here is not slower than float32 at 320×320.
+CUDA (skipped without a GPU): fp32 weights, channels_last, float32 (TF32) and bfloat16
+autocast, under ``auto``, ``never`` and ``always``, with the same assertion.
 Target (paper preset, 720×1280, bf16, CUDA): <= 40 ms. ``extra_info`` records seconds per
 image, parameter counts and the ops' paths.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
+import time
+
 import pytest
 import torch
 
 from b2v_rnn import ops
 from b2v_rnn.cli import autocast_for
-from b2v_rnn.inference import InferenceSettings
+from b2v_rnn.inference import InferenceSettings, settings_for
 from b2v_rnn.models import build_model
 from timing import mean_seconds
 
@@ -107,6 +113,54 @@ def test_cpu_default_is_never_slower_than_the_eager_chain(benchmark):
         pytest.skip("no timings (run with --benchmark-only, after test_cpu)")
     slower = {key: round(auto / never, 3) for key, (auto, never) in pairs.items() if auto > 1.05 * never}
     assert not slower, f"the default dispatch is slower than the eager chain (ratio auto/never): {slower}"
+
+
+def test_cpu_default_precision_is_never_slower_than_fp32(benchmark, paper_model, monkeypatch):
+    """The precision ``predict`` takes by default here (``--precision auto``, probed afresh:
+    B2V_PRECISION_CACHE=off) runs the paper model at 320×320, T = 7, channels_last, at most 5 %
+    slower than float32; and where bf16 runs the whole model >= 1.25× faster, the probe took it.
+
+    Each round extracts once in float32 and once in bf16, in alternating order, so a
+    neighbour's load hits both; the medians are compared. ``extra_info``: the probe's choice,
+    its measured layer speed-up and cost, the whole model's seconds and ratios, the load."""
+    monkeypatch.setenv("B2V_PRECISION_CACHE", "off")
+    cpu = torch.device("cpu")
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    start = time.perf_counter()
+    default = settings_for(cpu, "auto", model=paper_model)
+    probe_seconds = time.perf_counter() - start
+    model = default.prepare(paper_model)
+    y = default.input(torch.rand(1, 3, *SIZES["320x320"]))
+    seconds: dict[str, list[float]] = {"fp32": [], "bf16": []}
+
+    def extract(precision: str) -> float:
+        begin = time.perf_counter()
+        with torch.inference_mode(), autocast_for(cpu, precision == "bf16"):
+            model.extract(y, T)
+        return time.perf_counter() - begin
+
+    extract("fp32"), extract("bf16")  # oneDNN's primitives are created at the first call
+
+    def pair():
+        order = ("fp32", "bf16") if len(seconds["fp32"]) % 2 == 0 else ("bf16", "fp32")
+        for precision in order:
+            seconds[precision].append(extract(precision))
+
+    benchmark.pedantic(pair, rounds=CPU_ROUNDS["320x320"], iterations=1)
+    median = {precision: statistics.median(times) for precision, times in seconds.items()}
+    bf16_speedup = median["fp32"] / median["bf16"]
+    default_ratio = median[default.precision] / median["fp32"]
+    benchmark.extra_info.update(
+        default=default.describe(), probe_seconds=round(probe_seconds, 3), threads=torch.get_num_threads(),
+        seconds_fp32=seconds["fp32"], seconds_bf16=seconds["bf16"], bf16_speedup=round(bf16_speedup, 3),
+        default_over_fp32=round(default_ratio, 3), load_before=load_before,
+        load_after=os.getloadavg() if hasattr(os, "getloadavg") else None,
+    )
+    print(f"\ndefault {default.describe()} (probe {probe_seconds:.2f} s) | median fp32 {median['fp32']:.3f} s, "
+          f"bf16 {median['bf16']:.3f} s: bf16 {bf16_speedup:.2f}x fp32, default {default_ratio:.2f}x fp32's time")
+    assert default_ratio <= 1.05, f"the default ({default.describe()}) took {default_ratio:.2f}x fp32's time"
+    assert default.precision == "bf16" or bf16_speedup < 1.25, (
+        f"the default ({default.describe()}) kept fp32 where bf16 ran the model {bf16_speedup:.2f}x faster")
 
 
 @pytest.mark.cuda
