@@ -188,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--T", type=int, default=7, help="frames per scene (odd, >= 3)")
     p.add_argument("--size", type=int, default=128, help="scene side in pixels")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--still-gate", type=float, metavar="TAU",
+                   help="override the model's still gate (BlurToVideo.still_gate; 0 = off), to probe it")
     p.add_argument("--out", type=Path, help="folder for report.json, suite.txt and one figure per family")
     add_device_arguments(p, precision=True)
     return p
@@ -212,6 +214,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     device = resolve_device(args.device)
     settings = settings_for(device, args.precision, args.amp)
     model, path = load_for_inference(args.checkpoint, args.T, device)
+    if args.still_gate is not None:
+        if not (math.isfinite(args.still_gate) and args.still_gate >= 0):
+            raise CliError(f"--still-gate {args.still_gate}: must be a finite number >= 0")
+        model.still_gate = args.still_gate
     model = settings.prepare(model).eval()
 
     def extract(y):
@@ -220,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     report, kept = run(extract, names, args.n, args.T, args.size, args.seed, photos, keep=3 if args.out else 0)
     table = format_table(report)
-    print(f"{path} on {photos.describe()} ({args.n} scenes per family, {args.size} px, T={args.T}, {settings.describe()})")
+    print(f"{path} (still gate {getattr(model, 'still_gate', 0.0)}) on {photos.describe()} ({args.n} scenes per "
+          f"family, {args.size} px, T={args.T}, {settings.describe()})")
     print(table)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import crop_to, pad_to_multiple
@@ -26,17 +27,32 @@ class BlurToVideo(nn.Module):
     by reflection to multiples of ``size_multiple`` (the lcm of the two resampling factors, 20 at
     the paper's 4 and 5) and the frames cropped back.
 
+    Still gate (``still_gate`` = τ > 0; 0 turns it off): where the middle frame equals the blurry
+    input, nothing moved during the exposure (y is the mean of the frames, so a pixel that differs
+    in any frame almost always differs in y), and every frame should equal x̂[m] there. The gate
+    g = clamp(maxpool_5x5(mean_c |x̂[m] − y|) / τ, 0, 1) scales each generated frame's change:
+    x̂[i] = x̂[m] + g · (G(...) − x̂[m]). It has no weights; it makes "no blur → change nothing"
+    exact for G wherever φm returns y, so G's errors (ghosts, colour fringes, its period-5
+    zipper) cannot reach a still background or a sharp photo.
+
     Clamping: frames are returned unclamped in training mode (a clamp would zero the gradient of
     every pixel outside [0,1]) and clamped to [0,1] in eval mode; ``clamp=`` overrides. Only the
     returned frames are clamped: the recurrence always feeds G the raw frames, as in training.
     """
 
-    def __init__(self, middle: MiddleNet, generator: RecurrentGenerator) -> None:
+    def __init__(self, middle: MiddleNet, generator: RecurrentGenerator, still_gate: float = 0.0) -> None:
         super().__init__()
+        if not (math.isfinite(still_gate) and still_gate >= 0):
+            raise ValueError(f"still_gate must be a finite number >= 0 (0 = off), got {still_gate!r}")
         self.middle = middle
         self.generator = generator
+        self.still_gate = float(still_gate)
         self.size_multiple = math.lcm(middle.factor, generator.factor)
-        self.config = {"kind": "BlurToVideo", "middle": middle.config, "generator": generator.config}
+
+    @property
+    def config(self) -> dict:
+        return {"kind": "BlurToVideo", "middle": self.middle.config, "generator": self.generator.config,
+                "still_gate": self.still_gate}
 
     def forward(self, y: Tensor, T: int = 7) -> Tensor:
         return self.extract(y, T)
@@ -69,15 +85,29 @@ class BlurToVideo(nn.Module):
         padded_middle, _ = pad_to_multiple(middle, self.size_multiple)
         return self._finish(crop_to(self._unroll(padded_y, padded_middle, T), size), clamp)
 
+    def motion_gate(self, y: Tensor, middle: Tensor) -> Tensor | None:
+        """The still gate g (B, 1, H, W) in [0, 1] (see the class docstring), or None when off."""
+        if not self.still_gate:
+            return None
+        evidence = (middle.detach().float() - y.float()).abs().mean(dim=1, keepdim=True)
+        evidence = F.max_pool2d(evidence, kernel_size=5, stride=1, padding=2)
+        return (evidence / self.still_gate).clamp(max=1.0).to(middle.dtype)
+
     def _unroll(self, y: Tensor, middle: Tensor, T: int) -> Tensor:
         m = (T - 1) // 2
+        gate = self.motion_gate(y, middle)
+
+        def step(near: Tensor, far: Tensor) -> Tensor:
+            out = self.generator(y, near, far)
+            return out if gate is None else middle + gate * (out - middle)
+
         frames: list[Tensor | None] = [None] * T
         frames[m] = middle
-        frames[m - 1] = self.generator(y, middle, middle)
-        frames[m + 1] = self.generator(y, middle, frames[m - 1])
+        frames[m - 1] = step(middle, middle)
+        frames[m + 1] = step(middle, frames[m - 1])
         for k in range(2, m + 1):
-            frames[m - k] = self.generator(y, frames[m - k + 1], frames[m - k + 2])
-            frames[m + k] = self.generator(y, frames[m + k - 1], frames[m + k - 2])
+            frames[m - k] = step(frames[m - k + 1], frames[m - k + 2])
+            frames[m + k] = step(frames[m + k - 1], frames[m + k - 2])
         return torch.stack(frames, dim=1)
 
     def _finish(self, frames: Tensor, clamp: bool | None) -> Tensor:
