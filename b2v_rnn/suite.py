@@ -23,6 +23,7 @@ and still kept >= `KEPT_BAR` dB, gains >= 0), the figure checkpoints are chosen 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -191,14 +192,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--still-gate", type=float, metavar="TAU",
                    help="override the model's still gate (BlurToVideo.still_gate; 0 = off), to probe it")
     p.add_argument("--out", type=Path, help="folder for report.json, suite.txt and one figure per family")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     add_device_arguments(p, precision=True)
     return p
 
 
+SUITE_OUTPUTS = ("report.json", "suite.txt", *(f"{family}.png" for family in FAMILIES))
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
-    from .cli import CliError, check_T, resolve_device, run_main, set_threads  # noqa: F401
+    """Run the suite; returns the report {family: summary}."""
+    from .cli import CliError, check_T, resolve_device, set_threads
+    from .data.errors import DataError
     from .data.photos import PhotoFolder
     from .inference import settings_for
+    from .outputs import check_writable, locked_output
     from .predict import extract_tiled, load_for_inference
 
     args = build_parser().parse_args(argv)
@@ -210,31 +218,45 @@ def main(argv: Sequence[str] | None = None) -> dict:
         raise CliError(f"--families {args.families!r}: unknown {unknown}, expected some of {sorted(FAMILIES)}")
     if args.n < 1 or args.size < 32:
         raise CliError(f"--n {args.n} must be >= 1 and --size {args.size} >= 32")
-    photos = PhotoSource(PhotoFolder(args.photos)) if args.photos else EMBEDDED_HELD_OUT
-    device = resolve_device(args.device)
-    settings = settings_for(device, args.precision, args.amp)
-    model, path = load_for_inference(args.checkpoint, args.T, device)
-    if args.still_gate is not None:
-        if not (math.isfinite(args.still_gate) and args.still_gate >= 0):
-            raise CliError(f"--still-gate {args.still_gate}: must be a finite number >= 0")
-        model.still_gate = args.still_gate
-    model = settings.prepare(model).eval()
+    if args.still_gate is not None and not (math.isfinite(args.still_gate) and args.still_gate >= 0):
+        raise CliError(f"--still-gate {args.still_gate}: must be a finite number >= 0")
+    try:
+        photos = PhotoSource(PhotoFolder(args.photos)) if args.photos else EMBEDDED_HELD_OUT
+    except DataError as e:
+        raise CliError(f"--photos: {e}") from None
+    if args.out is not None:
+        check_writable(args.out)
+    with locked_output(args.out) if args.out is not None else contextlib.nullcontext() as out:
+        existing = [out.path / name for name in SUITE_OUTPUTS if (out.path / name).exists()] if out else []
+        if existing and not args.overwrite:
+            raise CliError(f"{existing[0]} exists already (pass --overwrite to replace it)")
+        device = resolve_device(args.device)
+        model, path = load_for_inference(args.checkpoint, args.T, device)
+        if args.still_gate is not None:
+            model.still_gate = args.still_gate
+        settings = settings_for(device, args.precision, args.amp)
+        model = settings.prepare(model).eval()
 
-    def extract(y):
-        with settings.autocast():
-            return extract_tiled(model, settings.input(y), args.T)
+        def extract(y):
+            with settings.autocast():
+                return extract_tiled(model, settings.input(y), args.T)
 
-    report, kept = run(extract, names, args.n, args.T, args.size, args.seed, photos, keep=3 if args.out else 0)
-    table = format_table(report)
-    print(f"{path} (still gate {getattr(model, 'still_gate', 0.0)}) on {photos.describe()} ({args.n} scenes per "
-          f"family, {args.size} px, T={args.T}, {settings.describe()})")
-    print(table)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "report.json").write_text(json.dumps(report, indent=1))
-        (args.out / "suite.txt").write_text(table + "\n")
-        for family, scenes_kept in kept.items():
-            family_figure(scenes_kept, args.out / f"{family}.png")
+        try:
+            report, kept = run(extract, names, args.n, args.T, args.size, args.seed, photos, keep=3 if out else 0)
+        except DataError as e:  # a photograph of --photos that cannot be decoded
+            raise CliError(f"--photos: {e}") from None
+        table = format_table(report)
+        print(f"{path} (still gate {getattr(model, 'still_gate', 0.0)}) on {photos.describe()} ({args.n} scenes "
+              f"per family, {args.size} px, T={args.T}, {settings.describe()})")
+        print(table)
+        if out is not None:
+            with out.stage() as stage:
+                (stage / "report.json").write_text(json.dumps({"checkpoint": str(path), "photos": photos.describe(),
+                                                               "families": report}, indent=1))
+                (stage / "suite.txt").write_text(table + "\n")
+                for family, scenes_kept in kept.items():
+                    family_figure(scenes_kept, stage / f"{family}.png")
+            print(f"wrote {args.out}/report.json, suite.txt and a figure per family")
     return report
 
 
