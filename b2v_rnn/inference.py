@@ -55,8 +55,9 @@ smaller margin is within a shared machine's noise, and float32 is the safe side 
 
 PROBE_SIZE = 32
 """Height and width of the probe's inputs: large enough that oneDNN runs its steady-state
-kernels (the bf16/fp32 ratio of the wide layers at 32² is that of 48²–80², bench/RESULTS.md),
-small enough that the probe of the paper model takes about a second at most."""
+kernels (the wide layers' bf16 speed-up at 32² was close to, and a little below, that at
+48²–80²: bench/RESULTS.md, "Choosing the precision"), small enough that the probe of the
+paper model takes about a second at most."""
 
 PROBE_BATCH = 3
 """The networks fold the three colour planes into the batch (``models.blocks.fold_planes``)."""
