@@ -173,3 +173,28 @@ def test_the_truth_gains_on_every_moving_family():
         assert report[name]["middle_gain"] > 0.5 and report[name]["pair_gain_k3"] > 0.5
     assert report["still"]["still_kept"] == pytest.approx(100.0)
     assert suite.format_table(report).count("\n") == 4  # header, 3 families, the score
+
+
+def test_collect_photos_takes_a_wallpaper_once_and_follows_a_manifest(tmp_path):
+    from data_tools.collect_photos import main as collect_main
+
+    package = tmp_path / "pkgs" / "wallpapers"
+    kde = package / "usr/share/wallpapers/Lake/contents/images"
+    kde.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for size in ((300, 400), (600, 800)):  # one wallpaper at two resolutions
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(kde / f"{size[1]}x{size[0]}.png")
+    Image.fromarray(rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)).save(package / "tiny.png")  # too small
+    collect_main([str(package), "--out", str(tmp_path / "all"), "--max-side", "500"])
+    written = sorted(p.name for p in (tmp_path / "all").iterdir())
+    assert written == ["wallpapers__Lake_800x600.jpg"] and Image.open(tmp_path / "all" / written[0]).size == (500, 375)
+
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text("split\tname\tdebian_package\tpath_in_package\n"
+                        "train\tlake.jpg\twallpapers\tusr/share/wallpapers/Lake/contents/images/400x300.png\n"
+                        "heldout\tother.jpg\twallpapers\tusr/share/wallpapers/Lake/contents/images/800x600.png\n")
+    collect_main([str(package), "--out", str(tmp_path / "listed"), "--manifest", str(manifest), "--split", "train"])
+    assert sorted(p.name for p in (tmp_path / "listed").iterdir()) == ["lake.jpg"]
+    manifest.write_text("split\tname\tdebian_package\tpath_in_package\ntrain\tx.jpg\tother\ta.png\n")
+    with pytest.raises(DataError, match="line 2: package 'other'"):
+        collect_main([str(package), "--out", str(tmp_path / "bad"), "--manifest", str(manifest)])
