@@ -47,7 +47,29 @@ SPLITS = {
 }
 
 
-def data_dir() -> Path:
+LARGEST_DEFAULT_BYTES = 2 * 2**30
+"""A first use that would generate more than this is refused: the embedded data is for smoke
+runs and quick experiments, and a large --T would otherwise start hours of rendering and
+gigabytes of disk without asking (T = 1001: 14 GB). `data_tools.synthetic` makes any size."""
+SECONDS_PER_FRAME = 0.005
+"""Rendering time of one 96 px sharp frame on 2 idle cores (the train split, 512 x 7 frames,
+in about 15 s); several times more on a busy machine."""
+
+
+def generation_cost(split: str, T: int) -> tuple[int, float]:
+    """(bytes on disk, seconds on 2 idle cores) of generating the default `split` for T frames:
+    T sharp frames and one blurry image per sample, uint8, uncompressed."""
+    spec = SPLITS[split]
+    return spec.n * (T + 1) * spec.size * spec.size * 3, spec.n * T * SECONDS_PER_FRAME
+
+
+def _describe_cost(size: int, seconds: float) -> str:
+    amount = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+    duration = f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+    return f"about {amount}, {duration} on 2 idle cores"
+
+
+def data_dir(need_bytes: int = 0) -> Path:
     """Cache folder: $B2V_DATA_DIR, else ~/.cache/b2v_rnn (created if missing); DataError
     naming the variable when it cannot be created or written."""
     from ..outputs import OutputError, check_writable
@@ -55,8 +77,8 @@ def data_dir() -> Path:
     from_env = os.environ.get("B2V_DATA_DIR")
     path = Path(from_env or Path.home() / ".cache" / "b2v_rnn")
     try:
-        check_writable(path, option="B2V_DATA_DIR=" if from_env else "dataset cache",
-                       remedy="set B2V_DATA_DIR to a writable folder")
+        check_writable(path, option="B2V_DATA_DIR=" if from_env else "dataset cache", need_bytes=need_bytes,
+                       remedy="set B2V_DATA_DIR to a writable folder with room")
         path.mkdir(parents=True, exist_ok=True)
     except OutputError as e:
         raise DataError(str(e)) from None
@@ -69,17 +91,24 @@ def default_dataset(split: str = "train", T: int = 7) -> Path:
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}, expected one of {sorted(SPLITS)}")
     spec = SPLITS[split]
-    path = data_dir() / f"synthetic-{split}-T{T}-{spec.size}px-n{spec.n}-v{GENERATOR_VERSION}.h5"
-    if _is_valid(path, T):
-        return path
+    name = f"synthetic-{split}-T{T}-{spec.size}px-n{spec.n}-v{GENERATOR_VERSION}.h5"
+    cached = data_dir() / name
+    if _is_valid(cached, T):
+        return cached
+    size, seconds = generation_cost(split, T)
+    if size > LARGEST_DEFAULT_BYTES:
+        raise DataError(f"the default {split!r} split for T={T} would be generated first ({spec.n} samples: "
+                        f"{_describe_cost(size, seconds)}); pass files of your own (--train/--val, --data), e.g. "
+                        f"`python -m data_tools.synthetic --out {split}.h5 --n 64 --T {T}`, or use a smaller T")
+    path = data_dir(need_bytes=size) / name
     with _locked(path.with_name(path.name + ".lock")):
         # Another process may have finished it while we waited for the lock.
         if not _is_valid(path, T):
             from ..outputs import remove_stale_temporaries
 
             remove_stale_temporaries(path.parent, name=path.name)  # of a killed generation
-            print(f"generating the default {split!r} split ({spec.n} samples of T={T} at {spec.size}x{spec.size}), "
-                  f"once: cached as {path}", file=sys.stderr)
+            print(f"generating the default {split!r} split ({spec.n} samples of T={T} at {spec.size}x{spec.size}, "
+                  f"{_describe_cost(size, seconds)}), once: cached as {path}", file=sys.stderr)
             generate(path, spec.n, T, spec.size, spec.seed, spec.settings, overwrite=True)
     return path
 

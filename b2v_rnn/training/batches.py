@@ -78,12 +78,18 @@ def open_dataset(path: Path | None, split: str, T: int, crop, augment: bool, see
     given, a crop larger than the frames shrinks to the largest multiple of 20 that fits."""
     from ..data import BlurSequenceDataset, default_dataset, read_info
     from ..data.errors import DataError
+    from ..data.h5format import corrupt_samples
 
+    def generate_on_main() -> None:
+        try:
+            default_dataset(split, T)
+        except (DataError, FileNotFoundError, ValueError) as e:
+            raise CliError(f"--{split}: {e}") from None
+
+    if path is None:  # the other ranks wait while rank 0 generates the cache (or stop with it)
+        distributed.judged_by_main(ctx, generate_on_main)
     try:
         if path is None:
-            if ctx.is_main:
-                path = default_dataset(split, T)
-            distributed.barrier(ctx)  # the other ranks wait while rank 0 generates the cache
             path = default_dataset(split, T)
         if log is not None:
             info = read_info(path, T)
@@ -92,9 +98,17 @@ def open_dataset(path: Path | None, split: str, T: int, crop, augment: bool, see
                 log(f"note: the preset's {crop} px crop does not fit the {info.H}x{info.W} frames of {path}; "
                     f"training on {fits} px crops")
                 crop = fits
-        return BlurSequenceDataset(path, crop=crop, augment=augment, T=T, seed=seed)
+        dataset = BlurSequenceDataset(path, crop=crop, augment=augment, T=T, seed=seed)
+        # Every sample read once now: a damaged one found mid-run would end it with a traceback.
+        bad = corrupt_samples(path, progress=ctx.is_main)
     except (DataError, FileNotFoundError, ValueError) as e:
         raise CliError(f"--{split}: {e}") from None
+    if bad:
+        listed = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise CliError(f"--{split} {path}: {len(bad)} of {len(dataset)} samples are damaged "
+                       f"({'they fail their checksums' if dataset.info.checksummed else 'unreadable'}): "
+                       f"sample(s) {listed}; reconvert the file")
+    return dataset
 
 
 def hdf5_batches(dataset, batch_size: int, seed: int, ctx, start_step: int, num_workers: int, pin: bool):

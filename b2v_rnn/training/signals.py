@@ -8,19 +8,27 @@ from tqdm import tqdm
 
 
 class StopSignal:
-    """Context manager: SIGINT or SIGTERM sets ``received`` (the signal's number) instead of
-    killing the process mid-step, so the loop can save a consistent checkpoint and stop; a
-    second signal raises KeyboardInterrupt at once. Previous handlers are restored on exit.
-    Signal handlers can only be set from the main thread; elsewhere this does nothing."""
+    """Context manager: once :meth:`defer` is called (when the training loop starts), SIGINT
+    or SIGTERM sets ``received`` (the signal's number) instead of killing the process
+    mid-step, so the loop can save a consistent checkpoint and stop; a second signal raises
+    KeyboardInterrupt at once. Before that, during the set-up (first-use data generation can
+    take minutes), there is nothing to save and a signal raises KeyboardInterrupt at once.
+    Previous handlers are restored on exit. Signal handlers can only be set from the main
+    thread; elsewhere this does nothing."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self.deferring = False
         self._previous: dict = {}
 
+    def defer(self) -> None:
+        """From now on a first signal only asks the loop to stop after its step."""
+        self.deferring = False
+
     def _handle(self, signum, frame) -> None:
-        if self.received is not None:
+        if self.received is not None or not self.deferring:
             raise KeyboardInterrupt
         self.received = signum
         tqdm.write(f"{signal.Signals(signum).name}: stopping after this step (again to stop at once)")

@@ -264,6 +264,7 @@ class Trainer:
                         unit="step", dynamic_ncols=True, disable=args.no_progress or not ctx.is_main)
         self.model.train()
         self.disc.train()
+        self.stop.defer()  # from here a signal finishes the step and saves
         stopped_by, finished = None, self.step >= args.max_steps or self._budget_spent()
         while not finished:
             self._set_lr()
