@@ -73,6 +73,18 @@ def add_device_arguments(p: argparse.ArgumentParser, precision: bool = False) ->
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: one per core)")
 
 
+def typed(argv: Sequence[str], option: str) -> bool:
+    """Whether `option` was typed in `argv` (as `--opt value` or `--opt=value`)."""
+    return any(a == option or a.startswith(option + "=") for a in argv)
+
+
+def check_amp_precision(argv: Sequence[str], amp: bool, precision: str) -> None:
+    """--amp means bf16: with a typed --precision other than bf16 the two disagree, and one of
+    them would be ignored without a word."""
+    if amp and typed(argv, "--precision") and precision != "bf16":
+        raise CliError(f"--amp (bf16) contradicts --precision {precision}; pass only one of them")
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' (CUDA if available, else CPU), 'cpu', 'cuda' or 'cuda:N' -> torch.device."""
     if name == "auto":

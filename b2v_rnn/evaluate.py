@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from . import metrics as M
 from . import visualize
-from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
-                  set_threads)
+from .cli import (CliError, HelpFormatter, add_device_arguments, check_amp_precision, check_T, resolve_device,
+                  run_main, set_threads)
 from .inference import settings_for
 from .outputs import OutputFolder, check_writable, locked_output, refuse_inputs_among_outputs
 from .predict import extract_tiled, load_for_inference
@@ -175,8 +175,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Run the evaluation; returns the summary dict (see `evaluate`)."""
     from .data.errors import DataError
 
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    raw = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(raw)
     set_threads(args.threads)
+    check_amp_precision(raw, args.amp, args.precision)
     if args.T is not None:
         check_T(args.T)
     if args.limit < 0 or args.samples < 0 or args.tile < 0 or args.tile_overlap < 0:

@@ -39,12 +39,14 @@ from tqdm import tqdm
 
 from . import visualize
 from .checkpoint import CheckpointError, default_checkpoint, load_model
-from .cli import (CliError, HelpFormatter, add_device_arguments, check_T, resolve_device, run_main,
-                  set_threads)
+from .cli import (CliError, HelpFormatter, add_device_arguments, check_amp_precision, check_T, resolve_device,
+                  run_main, set_threads)
 from .inference import InferenceSettings, settings_for
 from .outputs import check_writable, locked_output, refuse_inputs_among_outputs
 
 VIDEO_FORMATS = ("gif", "mp4")
+GIF_MAX_FPS = 100
+"""GIF frame delays are whole hundredths of a second: above 100 fps the delay would be 0."""
 PIL_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 """PIL warns above MAX_IMAGE_PIXELS and refuses above twice that (~179 MP); --max-pixels
 makes that refusal the only limit, with one line instead of a warning or a traceback."""
@@ -235,7 +237,8 @@ def automatic_tile(model, header: ImageHeader, T: int, overlap: int, free: int |
     if budget is None or whole <= budget:
         return 0
     per_pixel = estimated_bytes(model, 1, 1, T)
-    frames = 4 * (3 * T + 1) * header.height * header.width  # the blended result and its weights
+    # the blended result and its weights, and the decoded input (uint8, then float) held throughout
+    frames = (4 * (3 * T + 1) + 3 + 4 * 3) * header.height * header.width
     side = math.isqrt(max(int(budget - frames), 0) // per_pixel) // 64 * 64
     smallest = max(64, (2 * overlap // 64 + 1) * 64)
     if side < smallest:
@@ -374,8 +377,9 @@ def refuse_existing(plans: Sequence[Plan], overwrite: bool) -> None:
 
 
 def load_for_inference(checkpoint: Path | None, T: int, device):
-    """(model, checkpoint path) for --checkpoint or the shipped default weights; notes when
-    T differs from the T the model was trained on (G then unrolls fewer or more steps)."""
+    """(model, checkpoint path) for --checkpoint (a file, or a folder of the authors' four
+    pretrained files) or the shipped default weights; notes when T differs from the T the
+    model was trained on (G then unrolls fewer or more steps); the authors' networks refuse it."""
     try:
         path = checkpoint if checkpoint is not None else default_checkpoint()
         model, state = load_model(path, device)
@@ -402,10 +406,16 @@ def predict_one(model, header: ImageHeader, args, settings: InferenceSettings) -
     """The T frames (T, 3, H, W) on the CPU of one image: whole, or tiled by --tile or when
     the whole image would not fit in free memory; out of memory becomes a --tile hint."""
     device = settings.device
-    y = settings.input(read_image(header.path, args.max_pixels)[None])
+    # before decoding: an image too large for memory even in tiles is refused, not decoded to float
     tile = args.tile or automatic_tile(model, header, args.T, args.tile_overlap, available_bytes(device))
+    try:
+        y = settings.input(read_image(header.path, args.max_pixels)[None])
+    except MemoryError:  # numpy's _ArrayMemoryError: the estimate above could not see other processes
+        raise CliError(f"{header.path} ({header.width}x{header.height}): not enough memory to decode it; "
+                       "free some memory or use a smaller image") from None
     whole = tile <= 0 or (header.height <= tile and header.width <= tile)
-    large = header.width * header.height >= 512 * 512
+    pixels = header.width * header.height
+    large = pixels >= 512 * 512 or pixels * args.T >= 512 * 512 * 7  # a large image, or many frames
     try:
         with settings.autocast(), frame_progress(model, args.T, header.path.name, enabled=whole and large):
             return extract_tiled(model, y, args.T, tile, args.tile_overlap, progress=True)[0].float().cpu()
@@ -427,11 +437,15 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         raise CliError(f"--tile {args.tile} and --tile-overlap {args.tile_overlap} must be >= 0")
     if args.tile and args.tile <= 2 * args.tile_overlap:
         raise CliError(f"--tile {args.tile} must be larger than twice --tile-overlap {args.tile_overlap}")
-    if args.fps <= 0:
-        raise CliError(f"--fps {args.fps}: must be > 0")
+    if not math.isfinite(args.fps) or args.fps <= 0:  # found before the inference, not after it
+        raise CliError(f"--fps {args.fps}: must be a finite number > 0")
+    check_amp_precision(raw, args.amp, args.precision)
     if args.max_pixels < 1:
         raise CliError(f"--max-pixels {args.max_pixels}: must be >= 1")
     formats = parse_video(args.video, explicit=any(a == "--video" or a.startswith("--video=") for a in raw))
+    if "gif" in formats and args.fps > GIF_MAX_FPS:
+        raise CliError(f"--fps {args.fps:g}: a GIF's frame delay is a whole number of 1/100 s, so at most "
+                       f"--fps {GIF_MAX_FPS} (or pass --video mp4)")
     device = resolve_device(args.device)
     for image in args.images:
         check_input(image)

@@ -15,7 +15,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from b2v_rnn.data.convert import Scene, add_arguments, convert, run_cli, to_rgb
+from b2v_rnn.data.convert import Scene, add_arguments, convert, note_once, run_cli, to_rgb
 from b2v_rnn.data.errors import DataError
 
 
@@ -37,12 +37,27 @@ def ffmpeg_reason(message: str) -> str:
 
 def video_frames(path: Path) -> Iterator[np.ndarray]:
     """Decoded uint8 (H, W, 3) frames of `path`; an undecodable file raises DataError with
-    ffmpeg's reason in one line."""
+    ffmpeg's reason in one line, and a note says when fewer frames decode than the header's
+    duration promises (a file truncated mid-stream decodes up to the damage without an error)."""
+    count = 0
     try:
-        for i, frame in enumerate(iio.imiter(path, plugin="FFMPEG")):
-            yield to_rgb(frame, f"{path} frame {i}", scene=str(path))
+        for count, frame in enumerate(iio.imiter(path, plugin="FFMPEG"), start=1):
+            yield to_rgb(frame, f"{path} frame {count - 1}", scene=str(path))
     except (OSError, RuntimeError) as e:
         raise DataError(f"{path}: cannot decode video ({ffmpeg_reason(str(e))})") from None
+    expected = expected_frames(path)
+    if expected is not None and count < 0.9 * expected - 1:
+        note_once(f"{path}: decoded {count} frames, but its header promises about {expected}: the file is "
+                  f"probably truncated; the samples cover the first {count} frames only")
+
+
+def expected_frames(path: Path) -> int | None:
+    """Frames the header's duration and frame rate promise, or None if it does not say."""
+    try:
+        meta = iio.immeta(path, plugin="FFMPEG")
+        return int(round(float(meta["duration"]) * float(meta["fps"])))
+    except (OSError, RuntimeError, KeyError, TypeError, ValueError, OverflowError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> None:

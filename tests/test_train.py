@@ -122,6 +122,21 @@ def test_ddp_two_gloo_processes(data, tmp_path):
     assert len(rows(out / "train.csv")) == 1  # one writer: rank 0
 
 
+@pytest.mark.parametrize("preset", ["paper", "small", "tiny"])
+def test_the_help_gives_the_parameter_counts_the_log_prints(preset):
+    import re
+
+    from b2v_rnn.models import build_model
+    from b2v_rnn.training.options import PRESET_COST
+
+    model = build_model(preset)
+    stated = re.match(r"φm ([\d.]+) (M|k) \+ G ([\d.]+) (M|k)", PRESET_COST[preset]).groups()
+    for (value, unit), network in zip([stated[:2], stated[2:]], (model.middle, model.generator)):
+        count = sum(p.numel() for p in network.parameters()) / (1e6 if unit == "M" else 1e3)
+        digits = len(value.split(".")[1]) if "." in value else 0
+        assert float(value) == round(count, digits), (preset, value, unit, count)
+
+
 def test_step_sampler_is_a_function_of_seed_and_step():
     full = iter(train.StepSampler(10, 3, seed=1, rank=0, world_size=1))
     stream = [next(full) for _ in range(18)]  # (epoch, index) pairs; 3 steps of 3 per epoch

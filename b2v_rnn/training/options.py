@@ -22,10 +22,11 @@ PRESET_DEFAULTS = {
     "tiny": dict(crop=40, batch_size=4, max_steps=300, lr=1e-3, val_every=100, log_every=20),
 }
 PRESET_COST = {
-    "paper": "4.9 M + 2.6 M parameters; ~1 min per step on 2 CPU cores, for GPUs",
-    "small": "0.7 M + 0.5 M; seconds per step on a CPU",
-    "tiny": "61 k + 67 k; the few-minute CPU run",
+    "paper": "φm 4.9 M + G 2.7 M parameters; ~1 min per step on 2 CPU cores, for GPUs",
+    "small": "φm 0.69 M + G 0.55 M; seconds per step on a CPU",
+    "tiny": "φm 68 k + G 83 k; the few-minute CPU run",
 }
+"""The parameter counts are those the training log prints (tests/test_train.py compares them)."""
 AUTO_PRESET = {"cuda": "paper", "cpu": "tiny"}
 """The preset when --preset is not given: the paper's widths need a GPU (on 2 CPU cores a
 step takes about a minute and 7 GB), so a CPU gets the preset that finishes in minutes."""
