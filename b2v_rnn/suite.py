@@ -132,17 +132,17 @@ def run(extract: Extract, families: Sequence[str] = SUITE_FAMILIES, n: int = 16,
         keep: int = 0) -> tuple[dict, dict]:
     """(report {family: summary}, kept {family: [(blurry, pred, sharp), ...]}) of `extract`."""
     report, kept = {}, {}
-    bar = tqdm(total=n * len(families), desc="suite", unit="scene", disable=not progress)
-    for family in families:
-        per_scene, kept[family] = [], []
-        for scene in scenes(family, n, T, size, seed, photos):
-            pred = extract(scene.blurry[None])[0].float().cpu()
-            per_scene.append(scene_metrics(pred, scene))
-            if len(kept[family]) < keep:
-                kept[family].append((scene.blurry, pred, scene.sharp))
-            bar.update(1)
-        report[family] = summarise(family, per_scene)
-    bar.close()
+    # leave=False and a with block: an error message is not glued to a half-drawn bar
+    with tqdm(total=n * len(families), desc="suite", unit="scene", disable=not progress, leave=False) as bar:
+        for family in families:
+            per_scene, kept[family] = [], []
+            for scene in scenes(family, n, T, size, seed, photos):
+                pred = extract(scene.blurry[None])[0].float().cpu()
+                per_scene.append(scene_metrics(pred, scene))
+                if len(kept[family]) < keep:
+                    kept[family].append((scene.blurry, pred, scene.sharp))
+                bar.update(1)
+            report[family] = summarise(family, per_scene)
     return report, kept
 
 
@@ -202,16 +202,20 @@ SUITE_OUTPUTS = ("report.json", "suite.txt", *(f"{family}.png" for family in FAM
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the suite; returns the report {family: summary}."""
-    from .cli import CliError, check_T, resolve_device, set_threads
+    from .cli import CliError, check_amp_precision, check_T, resolve_device, set_threads
     from .data.errors import DataError
     from .data.photos import PhotoFolder
     from .inference import settings_for
     from .outputs import check_writable, locked_output
     from .predict import extract_tiled, load_for_inference
 
-    args = build_parser().parse_args(argv)
+    raw = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(raw)
     set_threads(args.threads)
     check_T(args.T)
+    check_amp_precision(raw, args.amp, args.precision)
+    if args.seed < 0:  # numpy's generators take no negative seeds
+        raise CliError(f"--seed {args.seed}: must be >= 0")
     names = [f.strip() for f in args.families.split(",") if f.strip()]
     unknown = [f for f in names if f not in FAMILIES]
     if unknown or not names:

@@ -25,9 +25,11 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from b2v_rnn.atomic import atomic_path
 from b2v_rnn.data.convert import run_cli
 from b2v_rnn.data.errors import DataError
 from b2v_rnn.data.photos import PHOTO_SUFFIXES
+from b2v_rnn.outputs import OutputError, check_writable
 
 
 def candidates(source: Path) -> list[Path]:
@@ -89,10 +91,8 @@ def collect(todo: list[tuple[Path, Path, str]], out: Path, max_side: int, min_si
         scale = max_side / max(img.size)
         if scale < 1:
             img = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
-        target = out / name
-        tmp = target.with_name(f".{target.name}.tmp")
-        img.save(tmp, format="JPEG", quality=95)
-        tmp.replace(target)
+        with atomic_path(out / name) as tmp:
+            img.save(tmp, format="JPEG", quality=95)
         written += 1
     return written
 
@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> None:
             raise DataError(f"{source}: not a folder")
     if args.out.resolve() in [s.resolve() for s in args.sources]:
         raise DataError(f"--out {args.out} is one of the source folders")
+    try:
+        check_writable(args.out, "--out")  # before reading any photograph
+    except OutputError as e:
+        raise DataError(str(e)) from None
     if args.manifest is not None:
         todo = from_manifest(args.sources, args.manifest, args.split)
     else:

@@ -21,9 +21,11 @@ import torch
 from PIL import Image
 
 from b2v_rnn import visualize
-from b2v_rnn.checkpoint import default_checkpoint, load_model
-from b2v_rnn.cli import check_T
+from b2v_rnn.atomic import atomic_path
+from b2v_rnn.cli import CliError, check_T, run_main
 from b2v_rnn.metrics import grid_peak_ratio
+from b2v_rnn.outputs import check_writable, refuse_inputs_among_outputs
+from b2v_rnn.predict import load_for_inference, read_image
 
 SAMPLE = Path(__file__).resolve().parents[1] / "b2v_rnn" / "samples" / "blurry.png"
 PERIODS = (2, 4, 5)
@@ -71,15 +73,26 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", type=Path, help="also write the numbers here")
     args = p.parse_args(argv)
     check_T(args.T)
-    model, _ = load_model(args.checkpoint or default_checkpoint())
-    y = load_image(args.image)
+    for option, path in (("--out", args.out), ("--json", args.json)):  # before any work, in one line each
+        if path is None:
+            continue
+        if path.is_dir():
+            raise CliError(f"{option} {path}: is a folder; give the file to write")
+        refuse_inputs_among_outputs([path], [args.image, args.checkpoint], option)
+        check_writable(path.parent, option)
+    y = read_image(args.image)
+    model, _ = load_for_inference(args.checkpoint, args.T, "cpu")
+    for path in (args.out, args.json):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     frames, numbers = report(model, y, args.T)
     visualize.save_image(figure(y, frames), args.out)
     print(json.dumps(numbers, indent=1))
     if args.json:
-        args.json.write_text(json.dumps(numbers, indent=1) + "\n")
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(numbers, indent=1) + "\n")
     return numbers
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -203,6 +203,8 @@ def convert(args: argparse.Namespace, scenes: list[Scene], source: str) -> None:
         check_gamma(args.gamma)
     except ValueError:
         raise DataError(f"--gamma {args.gamma}: must be a positive number (1 = average the stored values)") from None
+    if args.seed < 0:
+        raise DataError(f"--seed {args.seed}: must be >= 0")
     stride = args.T if args.stride is None else args.stride
     n = write_scenes(args.out, scenes, args.T, stride, args.crop, args.downsample,
                      args.gamma, args.seed, source, args.overwrite, progress=not args.quiet)

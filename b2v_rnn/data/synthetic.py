@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -89,6 +90,9 @@ class SceneSettings:
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
                 raise DataError(f"{name} range must satisfy 0 <= low <= high, got {(lo, hi)}")
+        for name in ("object_rotation", "acceleration", "camera_rotation", "camera_zoom"):
+            if not 0 <= getattr(self, name) < math.inf:  # NaN fails too
+                raise DataError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.subframes < 1:
             raise DataError(f"subframes must be >= 1, got {self.subframes}")
         if not 0.0 <= self.photo_background <= 1.0:

@@ -211,6 +211,8 @@ def _validate(args: argparse.Namespace) -> None:
     for key in ("batch_size", "max_steps", "val_every", "log_every", "decay_steps"):
         if getattr(args, key) < 1:
             raise CliError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be >= 1")
+    if not 0 <= args.seed < 2**32:  # numpy's seed range
+        raise CliError(f"--seed {args.seed}: must lie in [0, 2**32)")
     if args.pair_patch < 1:
         raise CliError(f"--pair-patch {args.pair_patch}: must be >= 1")
     if args.save_every is not None and args.save_every < 1:
