@@ -33,6 +33,21 @@ ADVERSARIAL_WEIGHT = 0.01
 PAIR_PATCH = 16
 """Side of the patches in which :func:`patch_pair_loss` asks for one order, pixels."""
 CHARBONNIER_EPS = 1e-3
+LOG_FLOOR = 1e-5
+"""The per-sample error floor of the log-domain losses (50 dB): below it, no further push."""
+
+
+def log_domain(per_sample: Tensor, floor: float = LOG_FLOOR) -> Tensor:
+    """Mean over the batch of log(e_i + floor) for per-sample mean errors e (B,).
+
+    Minimising it maximises the mean per-sample PSNR, where a plain mean of squared errors
+    maximises the PSNR of the pooled error: a mean error is dominated by the blurriest samples,
+    so a network may trade a sharp input's 45 dB for 30 dB to gain a fraction of a dB on a
+    blurred one. In the log, each sample's error counts relative to its own size (the gradient
+    of sample i is scaled by 1/e_i), so keeping a sharp input sharp is worth as much as deblurring
+    a blurred one by the same ratio. Adam normalises the overall scale, so learning rates carry over.
+    """
+    return torch.log(per_sample + floor).mean()
 
 
 def perceptual_loss(pred: Tensor, target: Tensor, vgg: VGG16Features) -> Tensor:
@@ -53,6 +68,7 @@ def middle_loss(
     vgg: VGG16Features | None = None,
     perceptual_weight: float = PERCEPTUAL_WEIGHT,
     gradient_weight: float = GRADIENT_WEIGHT,
+    log: bool = False,
 ) -> Tensor:
     """Paper eq. 3: ``|x̂[m] − x[m]|² + λp · L_perceptual(x̂[m], x[m])``; pred, target (B, 3, H, W).
 
@@ -61,8 +77,9 @@ def middle_loss(
     term (:func:`~b2v_rnn.models.load_vgg16` has warned): the substitute is ``gradient_weight ·``
     :func:`gradient_loss`, an image-gradient L1 term that, like the perceptual loss, penalises
     the blurred edges that an MSE alone tolerates; it needs no pretrained weights.
+    ``log``: the MSE term is :func:`log_domain` of the per-sample MSEs instead.
     """
-    mse = F.mse_loss(pred, target)
+    mse = log_domain(((pred - target) ** 2).flatten(1).mean(dim=1)) if log else F.mse_loss(pred, target)
     if vgg is not None:
         return mse + perceptual_weight * perceptual_loss(pred, target, vgg)
     return mse + gradient_weight * gradient_loss(pred, target)
@@ -129,6 +146,7 @@ def patch_pair_loss(
     patch: int = PAIR_PATCH,
     penalty: str = "mse",
     sum_weight: float = 0.5,
+    per_sample: bool = False,
 ) -> Tensor:
     """Order-invariant pair loss per patch (docs/design.md §3.2): per p×p patch the smaller of the keep/swap
     error, plus ``sum_weight`` × the error of the pair's mean ``(a + b)/2`` against ``(xa + xb)/2``.
@@ -141,10 +159,12 @@ def patch_pair_loss(
     enough that the true pair swapped at random per pixel (a + b exact, each frame worse than y)
     still scores worse than y repeated (tests/test_losses.py measures it).
     ``penalty``: ``"mse"`` or ``"charbonnier"`` (``√(d² + ε²) − ε``, ε = 1e-3).
+    ``per_sample``: the loss of each sample (B,) instead of their mean.
     """
     keep, swap = patch_swap_errors(a, b, xa, xb, patch, penalty)
-    pairs = torch.minimum(keep, swap).sum() / (2 * a.numel())
-    return pairs + sum_weight * _penalty(0.5 * ((a - xa) + (b - xb)), penalty).mean()
+    pairs = torch.minimum(keep, swap).flatten(1).sum(dim=1) / (2 * a[0].numel())
+    total = pairs + sum_weight * _penalty(0.5 * ((a - xa) + (b - xb)), penalty).flatten(1).mean(dim=1)
+    return total if per_sample else total.mean()
 
 
 PAIR_LOSSES = ("patch_mse", "patch_charbonnier", "eq5")
@@ -153,17 +173,20 @@ DEFAULT_PAIR_LOSS = "patch_mse"
 
 
 def pair_loss(
-    a: Tensor, b: Tensor, xa: Tensor, xb: Tensor, kind: str = DEFAULT_PAIR_LOSS, patch: int = PAIR_PATCH
+    a: Tensor, b: Tensor, xa: Tensor, xb: Tensor, kind: str = DEFAULT_PAIR_LOSS, patch: int = PAIR_PATCH,
+    log: bool = False,
 ) -> Tensor:
     """The pair loss named ``kind`` (one of :data:`PAIR_LOSSES`) of predicted (a, b) = (x̂[m−k], x̂[m+k])
     against the true (xa, xb) = (x[m−k], x[m+k]), images (B, 3, H, W); ``patch`` is p for the
-    per-patch kinds."""
+    per-patch kinds. ``log``: :func:`log_domain` of the per-sample losses (per-patch kinds only)."""
     if kind == "eq5":
+        if log:
+            raise ValueError("the eq5 pair loss has no log-domain form; use a per-patch kind")
         return eq5_pair_loss(a, b, xa, xb)
-    if kind == "patch_mse":
-        return patch_pair_loss(a, b, xa, xb, patch, "mse")
-    if kind == "patch_charbonnier":
-        return patch_pair_loss(a, b, xa, xb, patch, "charbonnier")
+    if kind in ("patch_mse", "patch_charbonnier"):
+        penalty = "mse" if kind == "patch_mse" else "charbonnier"
+        per_sample = patch_pair_loss(a, b, xa, xb, patch, penalty, per_sample=True)
+        return log_domain(per_sample) if log else per_sample.mean()
     raise ValueError(f"unknown pair loss {kind!r}; expected one of {PAIR_LOSSES}")
 
 
@@ -188,6 +211,7 @@ def sequence_losses(
     adversarial_weight: float = ADVERSARIAL_WEIGHT,
     kind: str = DEFAULT_PAIR_LOSS,
     patch: int = PAIR_PATCH,
+    log: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Losses of an unrolled sequence, paper Table 1 steps 2–3: returns ``(total, per_step)``.
 
@@ -207,7 +231,7 @@ def sequence_losses(
     m = (T - 1) // 2
     per_step = torch.stack(
         [
-            pair_loss(frames[:, m - k], frames[:, m + k], targets[:, m - k], targets[:, m + k], kind, patch)
+            pair_loss(frames[:, m - k], frames[:, m + k], targets[:, m - k], targets[:, m + k], kind, patch, log)
             for k in range(1, m + 1)
         ]
     )

@@ -4,6 +4,8 @@ sequence losses over an unrolled T."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -261,3 +263,36 @@ def test_sequence_losses_reject_bad_shapes():
         sequence_losses(torch.rand(1, 4, 3, 8, 8), torch.rand(1, 4, 3, 8, 8))
     with pytest.raises(ValueError, match="frames and targets"):
         sequence_losses(torch.rand(1, 5, 3, 8, 8), torch.rand(1, 7, 3, 8, 8))
+
+
+def test_per_sample_pair_losses_average_to_the_batch_loss():
+    torch.manual_seed(0)
+    a, b, xa, xb = (torch.rand(3, 3, 20, 24) for _ in range(4))
+    from b2v_rnn.losses import patch_pair_loss
+
+    per_sample = patch_pair_loss(a, b, xa, xb, per_sample=True)
+    assert per_sample.shape == (3,)
+    assert torch.allclose(per_sample.mean(), patch_pair_loss(a, b, xa, xb))
+    assert torch.allclose(per_sample[1], patch_pair_loss(a[1:2], b[1:2], xa[1:2], xb[1:2]))
+
+
+def test_log_domain_weighs_each_sample_by_its_own_error():
+    """A sharp sample (small error) gets as much pull as a blurred one (large error) in the log
+    domain; in the linear mean it is drowned (the sharp input is traded for the blurred one)."""
+    from b2v_rnn.losses import log_domain
+
+    target = torch.zeros(2, 3, 8, 8)
+    pred = torch.cat([torch.full((1, 3, 8, 8), 0.01), torch.full((1, 3, 8, 8), 0.1)]).requires_grad_()
+    floor = 1e-5  # losses.LOG_FLOOR: d log(e + floor) = de / (e + floor)
+    in_log = (0.01 / (0.01 ** 2 + floor)) / (0.1 / (0.1 ** 2 + floor))  # ~9.1, 10 without the floor
+    for log, expected_ratio in ((False, 0.1), (True, in_log)):
+        pred.grad = None
+        middle_loss(pred, target, gradient_weight=0.0, log=log).backward()
+        sharp_pull, blurred_pull = pred.grad[0].abs().mean(), pred.grad[1].abs().mean()
+        assert float(sharp_pull / blurred_pull) == pytest.approx(expected_ratio, rel=0.01)
+    per_sample = torch.tensor([1e-4, 1e-2])
+    assert torch.allclose(log_domain(per_sample), torch.log(per_sample + 1e-5).mean())
+    frames = torch.rand(2, 5, 3, 16, 16)
+    assert sequence_losses(frames, frames, log=True)[0] == pytest.approx(2 * math.log(1e-5), rel=1e-6)
+    with pytest.raises(ValueError, match="no log-domain form"):
+        sequence_losses(frames, frames, kind="eq5", log=True)

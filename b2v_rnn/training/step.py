@@ -53,9 +53,10 @@ def train_step(batch, net, disc, disc_module, vgg, optimizers, args, device, amp
     with amp:
         middle, frames = net(y, x)
         # With --perceptual-weight 0 no substitute term either: L_middle is then the MSE alone.
+        log = getattr(args, "loss_domain", "linear") == "log"
         loss_mid = middle_loss(middle.float(), x[:, T // 2], vgg=vgg, perceptual_weight=args.perceptual_weight,
-                               gradient_weight=args.gradient_weight if args.perceptual_weight > 0 else 0.0)
-        loss_pair, per_step = sequence_losses(frames.float(), x, kind=args.pair_loss, patch=args.pair_patch)
+                               gradient_weight=args.gradient_weight if args.perceptual_weight > 0 else 0.0, log=log)
+        loss_pair, per_step = sequence_losses(frames.float(), x, kind=args.pair_loss, patch=args.pair_patch, log=log)
         fake = non_middle(frames)
         y_rep = y.repeat_interleave(T - 1, dim=0)
         if args.adv_weight > 0:
