@@ -23,30 +23,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 probes = pytest.importorskip("probes")
 
 
-def quiet(*_):
-    pass
+@pytest.fixture
+def progress(capsys, request):
+    """The probe's log lines, shown on the terminal as they come (output capture suspended), so
+    that a minute-long test says what it is doing instead of sitting silent."""
+    def show(message: str) -> None:
+        with capsys.disabled():
+            for line in message.splitlines():
+                print(f"\n  {request.node.name}: {line}", end="", flush=True)
+    return show
 
 
 @pytest.mark.slow
-def test_middle_net_gains_over_the_blurry_input():
+def test_middle_net_gains_over_the_blurry_input(progress):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         result = probes.run_middle_probe(steps=200, data="broad", size=64, crop=48, batch=8, lr=2e-3,
-                                         scenes=32, val_scenes=6, log=quiet)
+                                         scenes=32, val_scenes=6, log=progress)
     finally:
         torch.set_num_threads(threads)
     assert result["end"]["middle_psnr_gain"] > 0.05, result["end"]["middle_psnr_gain"]
 
 
 @pytest.mark.slow
-def test_generator_beats_repeated_y_and_learns_a_direction():
+def test_generator_beats_repeated_y_and_learns_a_direction(progress):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         result = probes.run_generator_probe(steps=500, T=3, data="real_motion", size=64, crop=48, batch=4,
                                             lr=2e-3, motion="flow", linear_skip=3, scenes=32, val_scenes=6,
-                                            log=quiet)
+                                            log=progress)
     finally:
         torch.set_num_threads(threads)
     start, end = result["start"], result["end"]
