@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "square, the better of the two assignments of the pair (so G can learn a direction); "
                         "eq5 is the paper's per-pixel form, kept for the ablation")
     p.add_argument("--pair-patch", type=int, default=PAIR_PATCH, help="patch side p of the per-patch pair losses")
+    p.add_argument("--loss-domain", choices=("linear", "log"), default="linear",
+                   help="linear: mean squared errors over the batch; log: the mean of each sample's log error "
+                        "(b2v_rnn.losses.log_domain: every sample's PSNR counts, so sharp inputs are not traded "
+                        "for blurred ones)")
     p.add_argument("--adv-weight", type=float, default=0.0,
                    help=f"λadv, weight of G's hinge adversarial loss (0 = no discriminator). Off by default: at "
                         f"the paper's {ADVERSARIAL_WEIGHT} the hinge term is as large as the per-patch MSE pair loss "
@@ -107,6 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-every", type=int,
                    help="validate, write a sample and a checkpoint every N steps (default: the preset's)")
     p.add_argument("--val-samples", type=int, default=16, help="validation clips used (0 = all)")
+    p.add_argument("--select", choices=("patch_seq_psnr", "suite"), default="patch_seq_psnr",
+                   help="what best.pt is chosen by: the validation clips' per-patch sequence PSNR, or the "
+                        "do-no-harm suite's worst family (b2v_rnn/suite.py, rendered with seed 1, which the "
+                        "suite's reports do not use)")
+    p.add_argument("--suite-scenes", type=int, default=4, help="scenes per family of --select suite")
+    p.add_argument("--suite-photos", type=Path,
+                   help="photographs of --select suite (default: the embedded held-out scikit-image ones)")
+    p.add_argument("--still-gate", type=float, metavar="TAU",
+                   help="the model's still gate (BlurToVideo.still_gate, 0 = off; default: the --init "
+                        "checkpoint's, else off)")
     p.add_argument("--log-every", type=int, help="log averaged training losses every N steps (default: the preset's)")
     p.add_argument("--save-every", type=int, help="also save checkpoint.pt every N steps")
     p.add_argument("--save-minutes", type=float, default=5.0,
@@ -227,6 +241,20 @@ def _validate(args: argparse.Namespace) -> None:
         raise CliError(f"--num-workers {args.num_workers}: must be >= 0")
     if args.val_samples < 0:
         raise CliError(f"--val-samples {args.val_samples}: must be >= 0 (0 = all)")
+    if args.loss_domain == "log" and args.pair_loss == "eq5":
+        raise CliError("--loss-domain log needs a per-patch --pair-loss (eq5 has no per-sample form)")
+    if args.suite_scenes < 1:
+        raise CliError(f"--suite-scenes {args.suite_scenes}: must be >= 1")
+    if args.still_gate is not None and not (math.isfinite(args.still_gate) and args.still_gate >= 0):
+        raise CliError(f"--still-gate {args.still_gate}: must be a finite number >= 0 (0 = off)")
+    if args.suite_photos is not None:
+        from ..data.errors import DataError
+        from ..data.photos import PhotoFolder
+
+        try:
+            PhotoFolder(args.suite_photos)
+        except DataError as e:
+            raise CliError(f"--suite-photos: {e}") from None
     if args.lr <= 0:
         raise CliError(f"--lr {args.lr}: must be > 0")
     if args.generator_lr is not None and not args.generator_lr > 0:

@@ -105,6 +105,8 @@ class Trainer:
     def _build_models(self) -> None:
         args = self.args
         self.model = build_model(args.preset).to(self.device, memory_format=self.memory_format)
+        if args.still_gate is not None:
+            self.model.still_gate = args.still_gate
         self.disc = build_discriminator(args.preset).to(self.device, memory_format=self.memory_format)
         try:
             vgg = load_vgg16(args.vgg_weights) if args.perceptual_weight > 0 else None
@@ -160,6 +162,8 @@ class Trainer:
         if state.get("discriminator_config") == self.disc.config and "discriminator" in state:
             self.disc.load_state_dict(state["discriminator"])
             loaded.append("D")
+        if self.args.still_gate is None:  # the gate has no weights: it comes with the model it was trained in
+            self.model.still_gate = float(config.get("still_gate", 0.0))
         self.log(f"initialised {', '.join(loaded)} from {path}"
                  + (f"; starting fresh where the architecture differs: {' | '.join(fresh)}" if fresh else ""))
 
@@ -177,7 +181,9 @@ class Trainer:
     def _resume(self, state) -> None:
         args = self.args
         try:
-            self.model.load_state_dict(model_from_checkpoint(state, args.resume_path).state_dict())
+            resumed = model_from_checkpoint(state, args.resume_path)
+            self.model.load_state_dict(resumed.state_dict())
+            self.model.still_gate = resumed.still_gate if args.still_gate is None else args.still_gate
             self.disc.load_state_dict(state["discriminator"])
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
@@ -187,7 +193,7 @@ class Trainer:
             raise CliError(f"--resume {args.resume_path}: {str(e).splitlines()[0]}") from None
         self.step = state["step"]
         # best.pt was chosen by another figure before SELECTION_METRIC: start the comparison afresh
-        self.best = state.get("best_value", -math.inf) if state.get("best_metric") == SELECTION_METRIC else -math.inf
+        self.best = state.get("best_value", -math.inf) if state.get("best_metric") == self.selection else -math.inf
         self.elapsed_before = state.get("elapsed_s", 0.0)
         set_rng_state(state["rng"])
         self.log(f"resumed from {args.resume_path} at step {self.step}")
@@ -240,6 +246,9 @@ class Trainer:
             middle_terms = (f"MSE + {args.gradient_weight} x gradient-L1 substitute (NO VGG16 weights: no "
                             "perceptual loss)")
         pair = "eq. 5 (per pixel)" if args.pair_loss == "eq5" else f"{args.pair_loss}, per {args.pair_patch} px patch"
+        if args.loss_domain == "log":
+            middle_terms = middle_terms.replace("MSE", "mean log per-sample MSE", 1)
+            pair += ", mean log per sample"
         self.log(f"losses: L_middle = {middle_terms}; G: pair loss ({pair}) + {args.adv_weight} x hinge adversarial")
         if self.device.type == "cpu" and args.preset == "paper":
             self.log("note: the paper preset on a CPU takes about a minute and several GB per step; "
@@ -354,6 +363,8 @@ class Trainer:
                 {"prediction": val["frame_psnr"], "blurry input": val["blurry_frame_psnr"]},
                 args.out / "plots" / f"psnr_{tag}.png", title=f"val psnr per frame, step {step}")
             scalars = {k: v for k, v in val.items() if not isinstance(v, list)}
+            if args.select == "suite":
+                scalars.update(self._suite_margins())
             self.val_csv.write({"step": step, **{k: f"{v:.6g}" for k, v in scalars.items()}})
             if self.tb is not None:
                 for k, v in scalars.items():
@@ -363,8 +374,9 @@ class Trainer:
                        f"{val['seq_psnr']:.2f} | per-patch seq PSNR {val['patch_seq_psnr']:.2f} (gain "
                        f"{val['patch_seq_psnr_gain']:+.2f}) | PWPSNR {val['pwpsnr']:.2f} | consistency "
                        f"{val['consistency_psnr']:.2f} | {time.perf_counter() - t0:.1f} s")
-            improved = val[SELECTION_METRIC] > self.best
-            self.best = max(self.best, val[SELECTION_METRIC])
+            value = scalars["suite_score"] if args.select == "suite" else val[SELECTION_METRIC]
+            improved = value > self.best
+            self.best = max(self.best, value)
             state = self._state()
             save_checkpoint(state, args.out / "checkpoint.pt")
             if improved:
@@ -372,6 +384,34 @@ class Trainer:
             self.last_save = time.monotonic()
         distributed.barrier(ctx)
         self.interval_start = time.perf_counter()  # validation time is not training throughput
+
+    @property
+    def selection(self) -> str:
+        """The figure best.pt is chosen by, as checkpoints record it."""
+        return "suite_score" if self.args.select == "suite" else SELECTION_METRIC
+
+    def _suite_margins(self) -> dict:
+        """--select suite: each family's margin and the worst one ("suite_score") of the do-no-harm
+        suite (seed 1; its reports use seed 0)."""
+        from .. import suite
+        from ..data.families import EMBEDDED_HELD_OUT, PhotoSource
+        from ..data.photos import PhotoFolder
+
+        args = self.args
+        photos = PhotoSource(PhotoFolder(args.suite_photos)) if args.suite_photos else EMBEDDED_HELD_OUT
+        self.model.eval()
+        try:
+            with self.amp:
+                report, _ = suite.run(lambda y: self.model.extract(y.to(self.device).contiguous(
+                    memory_format=self.memory_format), args.T), n=args.suite_scenes, T=args.T, size=96, seed=1,
+                    photos=photos, progress=False)
+        finally:
+            self.model.train()
+        tqdm.write(f"suite {self.step:>5d} | " + " ".join(f"{family} {suite.margin(s):+.2f}"
+                                                           for family, s in report.items())
+                   + f" | worst {suite.score(report):+.2f} dB")
+        return {**{f"suite_{family}_margin": suite.margin(s) for family, s in report.items()},
+                "suite_score": suite.score(report)}
 
     def _save_due(self) -> bool:
         args = self.args
@@ -390,5 +430,5 @@ class Trainer:
 
     def _state(self) -> dict:
         return training_state(self.model, self.disc, self.optimizers, self.step, self.args, self.best,
-                              self.ctx.world_size, elapsed_s=self.elapsed())
+                              self.ctx.world_size, elapsed_s=self.elapsed(), best_metric=self.selection)
 
