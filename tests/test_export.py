@@ -42,3 +42,15 @@ def test_export_refuses_to_overwrite_and_rejects_foreign_files(tmp_path):
     with pytest.raises(CliError, match="foreign.pt"):
         export.main([str(tmp_path / "foreign.pt"), "--out", str(tmp_path / "new.pt")])
     assert not (tmp_path / "new.pt").exists()
+
+
+def test_export_creates_the_folder_of_out_and_a_damaged_export_is_refused(tmp_path):
+    training_checkpoint(tmp_path / "best.pt")
+    out = tmp_path / "new" / "folder" / "w.pt"
+    export.main([str(tmp_path / "best.pt"), "--out", str(out)])
+    assert ckpt.load_checkpoint(out)["step"] == 12
+    data = bytearray(out.read_bytes())
+    data[-100] ^= 0xFF  # one byte flipped after export: its .sha256 no longer matches
+    out.write_bytes(bytes(data))
+    with pytest.raises(ckpt.CheckpointError, match="does not match"):
+        ckpt.load_checkpoint(out)
