@@ -25,7 +25,7 @@ class StopSignal:
 
     def defer(self) -> None:
         """From now on a first signal only asks the loop to stop after its step."""
-        self.deferring = False
+        self.deferring = True
 
     def _handle(self, signum, frame) -> None:
         if self.received is not None or not self.deferring:
