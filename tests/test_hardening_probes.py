@@ -295,6 +295,11 @@ PROBES = [
     ("train", "number", "--num-workers -1", "--num-workers -1"),
     ("train", "number", "--threads 0", "--threads 0"),
     ("train", "number", "--seed -1", "--seed -1"),
+    ("train", "number", "--suite-scenes 0", "--suite-scenes 0"),
+    ("train", "number", "--still-gate nan", "--still-gate nan"),
+    ("train", "number", "--still-gate -1", "--still-gate -1"),
+    ("train", "missing", "--suite-photos {missing}", "--suite-photos"),
+    ("train", "folder-as-file", "--suite-photos {text}", "--suite-photos"),
     ("train", "bad-value", "--device tpu", "--device"),
 ]
 
