@@ -238,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         model, path = load_for_inference(args.checkpoint, args.T, device)
         if args.still_gate is not None:
             model.still_gate = args.still_gate
-        settings = settings_for(device, args.precision, args.amp)
+        settings = settings_for(device, args.precision, args.amp, model)
         model = settings.prepare(model).eval()
 
         def extract(y):
