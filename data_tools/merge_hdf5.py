@@ -5,7 +5,9 @@
 Samples are copied in order, file after file; the blurry image of each is recomputed from
 its frames (as every converter does) and every sample gets its checksum. The files must
 share T, frame size and gamma (averaging in linear light or not), else a one-line error
-names the file that differs. The output appears only when complete.
+names the file that differs. Still masks are kept when every input has them, else dropped
+(a mask for some samples only would say nothing about the rest). The output appears only
+when complete.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ def merge(inputs: list[Path], out: Path, overwrite: bool = False, progress: bool
             raise DataError(f"{info.path}: T, H, W, gamma = {mine} differ from {theirs} of {first.path}; "
                             "only files of one shape can be merged")
     source = "merged: " + ", ".join(f"{info.path.name} ({info.attrs.get('source', '?')})" for info in infos)
+    keep_still = all(info.has_still for info in infos)
     with H5Writer(out, first.T, source=source, gamma=first.attrs.get("gamma", 1.0), overwrite=overwrite,
                   total=sum(info.N for info in infos), progress=progress) as writer:
         for info in infos:
@@ -39,9 +42,10 @@ def merge(inputs: list[Path], out: Path, overwrite: bool = False, progress: bool
                 for i in range(info.N):
                     try:
                         sharp = f["sharp"][i]
+                        still = f["still"][i] if keep_still else None
                     except (OSError, RuntimeError, KeyError) as e:  # a failed checksum, or damage
                         raise sample_error(info.path, i, e, info.checksummed) from None
-                    writer.append(sharp)
+                    writer.append(sharp, still)
     return sum(info.N for info in infos)
 
 

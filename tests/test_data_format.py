@@ -243,3 +243,40 @@ def test_distributed_sampler_ranks_see_the_same_samples(h5file):
             torch.testing.assert_close(batch["sharp"][j], whole[i]["sharp"])
             seen += 1
     assert seen == len(ds)
+
+
+# ---- the optional still mask ------------------------------------------------------------------
+
+def test_a_still_mask_is_stored_per_sample_and_checked(tmp_path):
+    rng = np.random.default_rng(3)
+    samples = [random_frames(rng, 3, 8, 10) for _ in range(20)]  # past the first growth block of 16
+    masks = [rng.random((8, 10)) < 0.5 for _ in samples]
+    path = tmp_path / "s.h5"
+    with H5Writer(path, 3, source="test", progress=False) as w:
+        for sharp, still in zip(samples, masks):
+            w.append(sharp, still)
+    write_file(tmp_path / "without.h5")
+    assert read_info(path).has_still and not read_info(tmp_path / "without.h5").has_still
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["still"][:], np.stack(masks))
+    with h5py.File(path, "a") as f:
+        del f["still"]
+        f["still"] = np.zeros((20, 8, 9), bool)
+    with pytest.raises(ValueError, match=r"s\.h5: still mask is bool \(20, 8, 9\)"):
+        read_info(path)
+
+
+def test_a_still_mask_for_some_samples_only_or_of_the_wrong_shape_is_refused(tmp_path):
+    rng = np.random.default_rng(4)
+    with pytest.raises(ValueError, match="sample 1: lacks a still mask, but the first sample did"):
+        with H5Writer(tmp_path / "a.h5", 3, source="test", progress=False) as w:
+            w.append(random_frames(rng, 3, 8, 10), np.ones((8, 10), bool))
+            w.append(random_frames(rng, 3, 8, 10))
+    with pytest.raises(ValueError, match="sample 1: has a still mask, but the first sample did not"):
+        with H5Writer(tmp_path / "b.h5", 3, source="test", progress=False) as w:
+            w.append(random_frames(rng, 3, 8, 10))
+            w.append(random_frames(rng, 3, 8, 10), np.ones((8, 10), bool))
+    with pytest.raises(ValueError, match=r"sample 0: still mask must be bool \(8, 10\)"):
+        with H5Writer(tmp_path / "c.h5", 3, source="test", progress=False) as w:
+            w.append(random_frames(rng, 3, 8, 10), np.ones((8, 10), np.uint8))
+    assert not list(tmp_path.iterdir())  # no file, no temporary left behind

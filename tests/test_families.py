@@ -118,6 +118,21 @@ def test_synthetic_mix_writes_families_in_linear_light_from_a_photo_folder(tmp_p
         sharp = f["sharp"][:]
         assert (sharp == sharp[:, :1]).all()  # the sharp family: every frame the same
         np.testing.assert_array_equal(f["blurry"][:], sharp[:, 0])
+        assert f["still"][:].all()  # and every pixel of it still
+
+
+def test_a_mix_file_stores_each_sample_s_exact_still_mask_and_merging_keeps_it(tmp_path):
+    from data_tools.merge_hdf5 import merge
+
+    fam.generate_mix(tmp_path / "a.h5", 3, 3, 32, seed=9, mix={"still": 1.0}, progress=False)
+    merge([tmp_path / "a.h5", tmp_path / "a.h5"], tmp_path / "m.h5", progress=False)
+    with h5py.File(tmp_path / "a.h5") as f, h5py.File(tmp_path / "m.h5") as m:
+        sharp, still = f["sharp"][:], f["still"][:]
+        assert 0 < still.mean() < 1
+        for i in range(3):  # the mask says exactly which pixels never change
+            assert (sharp[i][:, still[i]] == sharp[i][:1, still[i]]).all()
+            assert (sharp[i][:, ~still[i]] != sharp[i][:1, ~still[i]]).any(axis=(0, 2)).mean() > 0.5
+        np.testing.assert_array_equal(m["still"][:], np.concatenate([still, still]))
 
 
 def test_synthetic_presets_take_textures_from_a_photo_folder(tmp_path):

@@ -298,7 +298,7 @@ def generate_mix(path: str | os.PathLike, n: int, T: int = 7, size: int = 96, se
 
     Sample i comes from a generator seeded by (seed, i), so the file is a pure function of
     the arguments (and of the photo folder's contents). Blurry images are averaged in linear
-    light (attribute gamma=2.2).
+    light (attribute gamma=2.2); each sample's exact still mask is stored as ``still``.
     """
     if n < 1:
         raise DataError(f"n must be >= 1 sample, got {n}")
@@ -310,5 +310,5 @@ def generate_mix(path: str | os.PathLike, n: int, T: int = 7, size: int = 96, se
                   overwrite=overwrite, progress=progress) as writer:
         for i in range(n):
             rng = np.random.default_rng([seed, i])
-            sharp, _ = render_scene(rng, T, size, family_of_sample(rng, mix), photos)
-            writer.append(sharp)
+            sharp, still = render_scene(rng, T, size, family_of_sample(rng, mix), photos)
+            writer.append(sharp, still)

@@ -7,6 +7,9 @@ Layout of one file (one split):
             and any extra source-specific attributes (e.g. seed, settings as JSON).
     sharp   uint8 (N, T, H, W, 3), chunked one sample per chunk.
     blurry  uint8 (N, H, W, 3) = rounded mean of the T sharp frames computed in float.
+    still   optional bool (N, H, W): the pixels equal in every instant of the exposure (the
+            scene families of `b2v_rnn.data.families` know it exactly; converters of real
+            footage cannot, and leave it out). Every sample has one, or none does.
 Files written by `H5Writer` (every converter, the synthetic generator) store a Fletcher-32
 checksum with each chunk (h5py's `fletcher32` filter), i.e. one per sample: HDF5 then
 refuses to return a damaged sample instead of handing back random pixels, and
@@ -44,6 +47,7 @@ class FileInfo:
     W: int
     attrs: dict
     checksummed: bool = False  # every sample carries a Fletcher-32 checksum
+    has_still: bool = False  # the file holds a still mask per sample
 
 
 def read_info(path: str | os.PathLike, T: int | None = None) -> FileInfo:
@@ -104,7 +108,13 @@ def _validate(f: h5py.File, path: Path, T: int | None) -> FileInfo:
         raise DataError(f"{path}: {e}") from None
     if T is not None and T != fT:
         raise DataError(f"{path}: holds sequences of T={fT} frames, expected T={T}")
-    return FileInfo(path, N, fT, H, W, attrs, checksummed=bool(sharp.fletcher32 and blurry.fletcher32))
+    still = f.get("still")
+    if still is not None and (not isinstance(still, h5py.Dataset) or still.dtype != np.bool_
+                              or still.shape != (N, H, W)):
+        found = f"{still.dtype} {still.shape}" if isinstance(still, h5py.Dataset) else "a group"
+        raise DataError(f"{path}: still mask is {found}, expected bool {(N, H, W)} to match sharp {sharp.shape}")
+    return FileInfo(path, N, fT, H, W, attrs, checksummed=bool(sharp.fletcher32 and blurry.fletcher32),
+                    has_still=still is not None)
 
 
 def sample_error(path: Path, index: int, error: BaseException, checksummed: bool) -> DataError:
@@ -181,31 +191,46 @@ class H5Writer:
                         disable=not self.progress, leave=False)
         return self
 
-    def append(self, sharp: np.ndarray) -> None:
-        """Add one sample. sharp: uint8 (T, H, W, 3); all samples must share H and W."""
+    def append(self, sharp: np.ndarray, still: np.ndarray | None = None) -> None:
+        """Add one sample. sharp: uint8 (T, H, W, 3); all samples must share H and W.
+        still: its still mask, bool (H, W), given for every sample or for none."""
         if sharp.dtype != np.uint8 or sharp.shape[:1] != (self.T,) or sharp.ndim != 4 or sharp.shape[-1] != 3:
             raise DataError(f"sample {self.count}: expected uint8 ({self.T}, H, W, 3), "
                              f"got {sharp.dtype} {sharp.shape}")
+        if still is not None and (still.dtype != np.bool_ or still.shape != sharp.shape[1:3]):
+            raise DataError(f"sample {self.count}: still mask must be bool {sharp.shape[1:3]}, "
+                            f"got {still.dtype} {still.shape}")
         blurry = average_frames(sharp, self.gamma)
         if self.count == 0:
-            H, W = sharp.shape[1:3]
-            self.file.create_dataset("sharp", shape=(0, self.T, H, W, 3), maxshape=(None, self.T, H, W, 3),
-                                     dtype=np.uint8, chunks=(1, self.T, H, W, 3), fletcher32=True)
-            self.file.create_dataset("blurry", shape=(0, H, W, 3), maxshape=(None, H, W, 3),
-                                     dtype=np.uint8, chunks=(1, H, W, 3), fletcher32=True)
-        ds_sharp, ds_blurry = self.file["sharp"], self.file["blurry"]
+            self._create_datasets(*sharp.shape[1:3], with_still=still is not None)
+        names = ("sharp", "blurry", "still") if "still" in self.file else ("sharp", "blurry")
+        if (still is not None) != (len(names) == 3):
+            raise DataError(f"sample {self.count}: {'has' if still is not None else 'lacks'} a still mask, "
+                            f"but the first sample {'did not' if still is not None else 'did'}")
+        ds_sharp = self.file["sharp"]
         if sharp.shape[1:] != ds_sharp.shape[2:]:
             raise DataError(f"sample {self.count}: frames of size {sharp.shape[1:3]}, but earlier "
                              f"samples are {ds_sharp.shape[2:4]}")
         # Grow in blocks: resizing an HDF5 dataset per sample is needlessly slow.
         if self.count == ds_sharp.shape[0]:
             grow = max(16, self.count // 2)
-            ds_sharp.resize(self.count + grow, axis=0)
-            ds_blurry.resize(self.count + grow, axis=0)
+            for name in names:
+                self.file[name].resize(self.count + grow, axis=0)
         ds_sharp[self.count] = sharp
-        ds_blurry[self.count] = blurry
+        self.file["blurry"][self.count] = blurry
+        if still is not None:
+            self.file["still"][self.count] = still
         self.count += 1
         self.bar.update(1)
+
+    def _create_datasets(self, H: int, W: int, with_still: bool) -> None:
+        """One chunk per sample, each with its checksum (the module docstring)."""
+        shapes = {"sharp": ((self.T, H, W, 3), np.uint8), "blurry": ((H, W, 3), np.uint8)}
+        if with_still:
+            shapes["still"] = ((H, W), np.bool_)
+        for name, (shape, dtype) in shapes.items():
+            self.file.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype,
+                                     chunks=(1, *shape), fletcher32=True)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.bar.close()
@@ -214,8 +239,9 @@ class H5Writer:
             if exc_type is None:
                 if self.count == 0:
                     raise DataError(f"{self.path}: no samples were produced, nothing written")
-                self.file["sharp"].resize(self.count, axis=0)
-                self.file["blurry"].resize(self.count, axis=0)
+                for name in ("sharp", "blurry", "still"):
+                    if name in self.file:
+                        self.file[name].resize(self.count, axis=0)
                 self.file.attrs.update(self.attrs)
                 complete = True
         finally:
