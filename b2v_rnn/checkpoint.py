@@ -33,6 +33,11 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
 
 
+INFERENCE_KINDS = ("BlurToVideo", "Jin2018")
+"""Model kinds `predict` and `evaluate` run: this project's, and the authors' four networks
+(`b2v_rnn.models.jin2018`, converted from their files by `b2v_rnn.export`)."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, corrupt, or does not fit its use."""
 
@@ -55,7 +60,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder, not a checkpoint file (a run folder holds checkpoint.pt "
-                              "and best.pt)")
+                              "and best.pt; a folder of the authors' pretrained networks holds center_v3.pth "
+                              "and three more)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     hash_file = path.with_name(path.name + ".sha256")
@@ -88,9 +94,9 @@ def model_from_checkpoint(state: dict, path: str | os.PathLike = "checkpoint"):
     from .models import build_model_from_config
 
     config = state["model_config"]
-    if not isinstance(config, dict) or config.get("kind") != "BlurToVideo":
+    if not isinstance(config, dict) or config.get("kind") not in INFERENCE_KINDS:
         kind = config.get("kind") if isinstance(config, dict) else type(config).__name__
-        raise CheckpointError(f"{path}: holds a model of kind {kind!r}, expected 'BlurToVideo'")
+        raise CheckpointError(f"{path}: holds a model of kind {kind!r}, expected one of {INFERENCE_KINDS}")
     try:
         return build_model_from_config(config, state["model"])
     except (ValueError, TypeError, KeyError, RuntimeError) as e:
@@ -98,8 +104,11 @@ def model_from_checkpoint(state: dict, path: str | os.PathLike = "checkpoint"):
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """(model in eval mode on `device`, checkpoint dict) from a checkpoint file."""
-    state = load_checkpoint(path)
+    """(model in eval mode on `device`, checkpoint dict) from a checkpoint file, or from a
+    folder of the authors' pretrained files (`b2v_rnn.official`)."""
+    from .official import holds_official_files, read_folder
+
+    state = read_folder(path) if holds_official_files(path) else load_checkpoint(path)
     model = model_from_checkpoint(state, path).to(device).eval()
     return model, state
 

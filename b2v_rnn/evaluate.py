@@ -194,7 +194,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
             refuse_existing(out, args.overwrite)
         data, dataset = open_dataset(args.data, args.T, args.limit)
         T = dataset.T
-        model, checkpoint = load_for_inference(args.checkpoint, T, device)
+        model, checkpoint = load_for_inference(args.checkpoint, T, device,
+                                               None if args.T is not None else f"--data {data} has T={T}")
         settings = settings_for(device, args.precision, args.amp, model)
         model = settings.prepare(model)
 

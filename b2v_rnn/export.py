@@ -7,6 +7,11 @@ trained for) plus the step and the training arguments for the record, and drops 
 discriminator, the optimisers and the RNG states. Writes `OUT` and `OUT.sha256`
 (`sha256sum` format), both atomically; `b2v_rnn.checkpoint.default_checkpoint` checks the
 hash before the shipped weights are used.
+
+    python -m b2v_rnn.export path/to/official --out jin2018.pt
+
+converts a folder of the authors' four pretrained files (`b2v_rnn.official`) once into one such
+file, which loads like any other and records the four files' SHA-256 under `source`.
 """
 from __future__ import annotations
 
@@ -17,15 +22,17 @@ from typing import Sequence
 from .atomic import atomic_path
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_of
 from .cli import CliError, HelpFormatter, run_main
+from .official import holds_official_files, read_folder
 from .outputs import check_writable, refuse_inputs_among_outputs
 
-KEPT = ("model", "model_config", "T", "step", "args")
+KEPT = ("model", "model_config", "T", "step", "args", "source")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m b2v_rnn.export", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter)
-    p.add_argument("checkpoint", type=Path, help="training checkpoint (e.g. runs/NAME/best.pt)")
+    p.add_argument("checkpoint", type=Path,
+                   help="training checkpoint (e.g. runs/NAME/best.pt), or a folder of the authors' four pretrained files")
     p.add_argument("--out", type=Path, required=True, help="weights file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
     return p.parse_args(argv)
@@ -34,7 +41,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def export(checkpoint: Path, out: Path) -> str:
     """Writes the slim weights file and its hash file; returns the SHA-256."""
     try:
-        state = load_checkpoint(checkpoint)
+        state = read_folder(checkpoint, hashes=True) if holds_official_files(checkpoint) else load_checkpoint(checkpoint)
         model_from_checkpoint(state, checkpoint)  # refuse to ship weights that do not rebuild
     except CheckpointError as error:
         raise CliError(str(error)) from None

@@ -376,15 +376,20 @@ def refuse_existing(plans: Sequence[Plan], overwrite: bool) -> None:
                        f"{' ...' if len(existing) > 5 else ''} (pass --overwrite to replace them)")
 
 
-def load_for_inference(checkpoint: Path | None, T: int, device):
+def load_for_inference(checkpoint: Path | None, T: int, device, T_from: str | None = None):
     """(model, checkpoint path) for --checkpoint (a file, or a folder of the authors' four
     pretrained files) or the shipped default weights; notes when T differs from the T the
-    model was trained on (G then unrolls fewer or more steps); the authors' networks refuse it."""
+    model was trained on (G then unrolls fewer or more steps); the authors' networks refuse it.
+    ``T_from``: where T came from, for that refusal (default: the option, ``--T T``)."""
     try:
         path = checkpoint if checkpoint is not None else default_checkpoint()
         model, state = load_model(path, device)
     except CheckpointError as e:
         raise CliError(str(e)) from None
+    if model.config["kind"] == "Jin2018" and T != state["T"]:
+        fix = f"pass --T {state['T']}" if T_from is None else f"use clips of {state['T']} frames"
+        raise CliError(f"{T_from or f'--T {T}'}: {path} holds the authors' pretrained networks, which extract "
+                       f"exactly {state['T']} frames; {fix}")
     if state["T"] != T:
         note(f"{path} was trained with T={state['T']}; extracting T={T} frames "
              f"{'extrapolates beyond' if T > state['T'] else 'uses fewer steps than'} training")

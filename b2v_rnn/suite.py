@@ -237,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         device = resolve_device(args.device)
         model, path = load_for_inference(args.checkpoint, args.T, device)
         if args.still_gate is not None:
+            if model.config["kind"] != "BlurToVideo":
+                raise CliError(f"--still-gate {args.still_gate}: {path} holds the authors' pretrained networks, "
+                               "which have no still gate")
             model.still_gate = args.still_gate
         settings = settings_for(device, args.precision, args.amp, model)
         model = settings.prepare(model).eval()

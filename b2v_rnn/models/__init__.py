@@ -3,6 +3,7 @@
 - :class:`MiddleNet` φm: blurry y → middle frame x̂[m];
 - :class:`RecurrentGenerator` G(y, near, far): the next frame outward, one set of weights;
 - :class:`BlurToVideo`: φm + G unrolled, ``extract(y, T)`` → (B, T, 3, H, W) for any odd T;
+- :class:`Jin2018`: the authors' four pretrained networks (their files: ``b2v_rnn.official``), T = 7;
 - :class:`PatchDiscriminator`: conditional PatchGAN for the adversarial loss;
 - :class:`VGG16Features` / :func:`load_vgg16`: features for the perceptual loss;
 - :func:`build_model` / :func:`build_discriminator` (presets "paper", "small", "tiny") and
@@ -11,6 +12,7 @@
 
 from .blur_to_video import BlurToVideo, check_T
 from .discriminator import PatchDiscriminator
+from .jin2018 import Jin2018
 from .middle_net import MiddleNet
 from .presets import PRESETS, build_discriminator, build_model, build_model_from_config, load_checked
 from .recurrent_generator import RecurrentGenerator
@@ -19,6 +21,7 @@ from .vgg import VGG16Features, load_vgg16
 __all__ = [
     "PRESETS",
     "BlurToVideo",
+    "Jin2018",
     "MiddleNet",
     "PatchDiscriminator",
     "RecurrentGenerator",

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from .blur_to_video import BlurToVideo
 from .discriminator import PatchDiscriminator
+from .jin2018 import Jin2018
 from .middle_net import MiddleNet
 from .recurrent_generator import RecurrentGenerator
 
@@ -80,7 +81,8 @@ def _construct(cls: type, arguments: dict[str, Any], what: str) -> nn.Module:
 
 
 def build_model_from_config(config: dict[str, Any], state_dict: dict[str, Tensor] | None = None) -> nn.Module:
-    """Rebuilds a model from its ``config`` (a :class:`BlurToVideo` or a :class:`PatchDiscriminator`).
+    """Rebuilds a model from its ``config`` (a :class:`BlurToVideo`, the authors' :class:`Jin2018` or a
+    :class:`PatchDiscriminator`).
 
     With ``state_dict`` (the weights saved beside the config), loads it strictly; weights that do
     not fit the architecture the config describes raise ValueError naming the differences.
@@ -92,12 +94,16 @@ def build_model_from_config(config: dict[str, Any], state_dict: dict[str, Tensor
         model: nn.Module = BlurToVideo(
             _construct(MiddleNet, config["middle"], "middle"),
             _construct(RecurrentGenerator, config["generator"], "generator"),
+            still_gate=config.get("still_gate", 0.0),  # checkpoints from before the gate: off
         )
+    elif kind == "Jin2018":
+        model = Jin2018()
     elif kind == "PatchDiscriminator":
         arguments = {key: value for key, value in config.items() if key != "kind"}
         model = _construct(PatchDiscriminator, arguments, "discriminator")
     else:
-        raise ValueError(f"unknown model kind {kind!r} in config; expected 'BlurToVideo' or 'PatchDiscriminator'")
+        raise ValueError(f"unknown model kind {kind!r} in config; expected 'BlurToVideo', 'Jin2018' or "
+                         "'PatchDiscriminator'")
     if state_dict is not None:
         load_checked(model, state_dict)
     return model
