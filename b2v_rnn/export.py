@@ -22,7 +22,7 @@ from typing import Sequence
 from .atomic import atomic_path
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_of
 from .cli import CliError, HelpFormatter, run_main
-from .official import holds_official_files, read_folder
+from .official import holds_official_files, input_files, read_folder
 from .outputs import check_writable, refuse_inputs_among_outputs
 
 KEPT = ("model", "model_config", "T", "step", "args", "source")
@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.out.is_dir():
         raise CliError(f"--out {args.out}: is a folder; give the weights file to write (e.g. {args.out}/default.pt)")
-    refuse_inputs_among_outputs([args.out, args.out.with_name(args.out.name + ".sha256")], [args.checkpoint])
+    refuse_inputs_among_outputs([args.out, args.out.with_name(args.out.name + ".sha256")],
+                                input_files(args.checkpoint))
     check_writable(args.out.parent, option="--out", remedy="choose another --out")
     if args.out.exists() and not args.overwrite:
         raise CliError(f"{args.out} exists; pass --overwrite to replace it")

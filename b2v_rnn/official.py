@@ -48,6 +48,13 @@ def holds_official_files(path: str | os.PathLike) -> bool:
     return path.is_dir() and any((path / name).exists() for name in FILES.values())
 
 
+def input_files(path: str | os.PathLike) -> list[Path]:
+    """What loading ``path`` reads: the authors' four files for a folder of them, else ``path``
+    (for the check that an output never replaces an input)."""
+    path = Path(path)
+    return [path / name for name in FILES.values()] if holds_official_files(path) else [path]
+
+
 def _listed(keys: list[str]) -> str:
     more = f" and {len(keys) - SHOWN} more" if len(keys) > SHOWN else ""
     return ", ".join(keys[:SHOWN]) + more

@@ -38,6 +38,7 @@ from data_tools.video_to_hdf5 import main as video_main
 
 from test_hardening_data import damage_sample
 from test_hardening_predict import unwritable_folder
+from test_jin2018 import damage_official_file, write_official_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -112,6 +113,10 @@ PROBES = [
     ("predict", "damaged", "{image} --checkpoint {text}", "checkpoint"),
     ("predict", "damaged", "{image} --checkpoint {damaged_weights}", "does not match"),
     ("predict", "folder-as-file", "{image} --out {text}", "not a folder"),
+    ("predict", "missing", "{image} --checkpoint {official_missing}", "F26_N9_from_F35_N8.pth: missing"),
+    ("predict", "damaged", "{image} --checkpoint {official_truncated}", "not a readable PyTorch weights file"),
+    ("predict", "damaged", "{image} --checkpoint {official_misshaped}", "wrong shape"),
+    ("predict", "number", "{image} --checkpoint {official} --T 5", "exactly 7 frames"),
     ("predict", "read-only", "{image} --out {unwritable}/results", "cannot write"),
     ("predict", "folder-as-output", "{image} {image_again}", "would both write"),
     ("predict", "folder-as-output", "{image} --out {done}", "--overwrite"),
@@ -136,6 +141,9 @@ PROBES = [
     ("evaluate", "folder-as-output", "--data {h5} --out {eval_done}", "--overwrite"),
     ("evaluate", "missing", "--data {h5} --checkpoint {missing}", "no such checkpoint"),
     ("evaluate", "damaged", "--data {h5} --checkpoint {damaged_weights}", "does not match"),
+    ("evaluate", "missing", "--data {h5} --checkpoint {official_missing}", "F26_N9_from_F35_N8.pth: missing"),
+    ("evaluate", "damaged", "--data {h5} --checkpoint {official_misshaped}", "wrong shape"),
+    ("evaluate", "bad-value", "--data {h5} --checkpoint {official}", "has T=3"),
     ("evaluate", "output-is-input", "--data {h5} --out {tmp} --overwrite --checkpoint {tmp}/metrics.json",
      "is the input"),
 
@@ -147,6 +155,10 @@ PROBES = [
     ("export", "output-is-input", "{checkpoint} --out {checkpoint} --overwrite", "is the input"),
     ("export", "damaged", "{damaged_weights} --out {tmp}/w.pt", "does not match"),
     ("export", "damaged", "{text} --out {tmp}/w.pt", "not a readable"),
+    ("export", "missing", "{official_missing} --out {tmp}/w.pt", "F26_N9_from_F35_N8.pth: missing"),
+    ("export", "damaged", "{official_truncated} --out {tmp}/w.pt", "not a readable PyTorch weights file"),
+    ("export", "damaged", "{official_misshaped} --out {tmp}/w.pt", "wrong shape"),
+    ("export", "output-is-input", "{official} --out {official}/center_v3.pth --overwrite", "is the input"),
 
     ("frames", "missing", "{missing} --out {tmp}/f.h5", "no such folder"),
     ("frames", "folder-as-file", "{text} --out {tmp}/f.h5", "is a file"),
@@ -225,6 +237,7 @@ PROBES = [
     ("suite", "number", "--T 2", "--T 2"),
     ("suite", "number", "--seed -1", "--seed -1"),
     ("suite", "number", "--still-gate nan", "--still-gate nan"),
+    ("suite", "bad-value", "--checkpoint {official} --T 7 --still-gate 0.1 --n 1 --size 32", "no still gate"),
     ("suite", "bad-value", "--families nope", "nope"),
     ("suite", "number", "--threads 0", "--threads 0"),
     ("suite", "bad-value", "--device tpu", "--device"),
@@ -359,7 +372,17 @@ def places(tmp_path_factory):
         (tmp / name / output).write_text("{}")
     predict.main([str(image), "--T", "3", "--out", str(tmp / "done"), "--checkpoint", str(tmp / "tiny.pt"),
                   "--device", "cpu", "--video", "gif"])
-    values = {name: tmp / name for name in ("folder", "frames", "bad_frames", "done", "eval_done", "suite_done", "bad_photos",
+    official = write_official_folder(tmp / "official")
+    for name, how in (("official_missing", "missing"), ("official_truncated", "truncated"),
+                      ("official_misshaped", "mis-shaped")):
+        (tmp / name).mkdir()
+        for file in official.iterdir():
+            os.link(file, tmp / name / file.name)
+        (tmp / name / "F26_N9_from_F35_N8.pth").unlink()  # a file of its own, not the good one's link
+        (tmp / name / "F26_N9_from_F35_N8.pth").write_bytes((official / "F26_N9_from_F35_N8.pth").read_bytes())
+        damage_official_file(tmp / name, how)
+    values = {name: tmp / name for name in ("official", "official_missing", "official_truncated", "official_misshaped",
+                                            "folder", "frames", "bad_frames", "done", "eval_done", "suite_done", "bad_photos",
                                             "user_folder", "user_run", "nest")}
     values.update(tmp=tmp, missing=tmp / "missing.png", text=tmp / "notes.txt", image=image, h5=tmp / "test.h5",
                   h5_T5=tmp / "test_T5.h5", damaged_train=tmp / "damaged_train.h5",
@@ -413,7 +436,8 @@ def test_no_probe_left_anything_behind(places):
     assert not left
     assert sorted(os.listdir(places["tmp"])) == sorted(
         ["again", "bad_frames", "bad_manifest.tsv", "bad_photos", "clip.gif", "clip.mp4", "damaged.h5", "damaged_train.h5", "done", "eval_done",
-         "folder", "frames", "manifest.tsv", "nest", "notes.txt", "photo.png", "suite_done", "test.h5", "test_T5.h5", "tiny.pt", "train.h5",
+         "folder", "frames", "manifest.tsv", "nest", "notes.txt", "official", "official_missing",
+         "official_misshaped", "official_truncated", "photo.png", "suite_done", "test.h5", "test_T5.h5", "tiny.pt", "train.h5",
          "truncated.png", "user_folder", "user_run", "val.h5", "weights.pt", "weights.pt.sha256"])
     assert [p.name for p in (places["tmp"] / "user_folder").iterdir()] == ["my_notes.txt"]
     assert (places["tmp"] / "user_run" / "samples" / "train.h5").is_file()

@@ -233,7 +233,7 @@ def test_files_without_prefixes_load_too(tmp_path, official):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _damage(folder: Path, how: str) -> str:
+def damage_official_file(folder: Path, how: str) -> str:
     """Damages one file of a copy of the authors' folder; returns the file's name."""
     file = "F26_N9_from_F35_N8.pth"
     path = folder / file
@@ -273,7 +273,7 @@ def copy_of(official, tmp_path):
 
 @pytest.mark.parametrize("how", list(DAMAGES))
 def test_a_bad_file_is_one_line_naming_it(copy_of, how):
-    file = _damage(copy_of, how)
+    file = damage_official_file(copy_of, how)
     with pytest.raises(CheckpointError) as error:
         load_model(copy_of)
     message = str(error.value)
@@ -283,7 +283,7 @@ def test_a_bad_file_is_one_line_naming_it(copy_of, how):
 
 
 def test_predict_says_a_bad_file_in_one_line(copy_of, tmp_path, capsys):
-    _damage(copy_of, "mis-shaped")
+    damage_official_file(copy_of, "mis-shaped")
     image = tmp_path / "photo.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
     with pytest.raises(SystemExit) as e:
