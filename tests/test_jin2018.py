@@ -16,6 +16,7 @@ import importlib.util
 import subprocess
 import sys
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -141,13 +142,29 @@ def official_state_dict(file: str, generator: torch.Generator, prefix: str = "mo
     return state
 
 
+class SavedAsIn03:
+    """A tensor pickled as PyTorch 0.3 pickled one: ``torch._utils._rebuild_tensor(storage,
+    offset, size, stride)`` (current versions write ``_rebuild_tensor_v2``), its storage kept
+    by the legacy format's persistent ids."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor.contiguous()
+
+    def __reduce__(self):
+        storage = torch.TypedStorage(wrap_storage=self.tensor.untyped_storage(), dtype=self.tensor.dtype,
+                                     _internal=True)
+        return torch._utils._rebuild_tensor, (storage, 0, tuple(self.tensor.shape), self.tensor.stride())
+
+
 def write_official_folder(folder: Path, seed: int = 0, prefix: str = "module.") -> Path:
-    """The authors' four files in ``folder``, random weights, torch's legacy format; returns it."""
+    """The authors' four files in ``folder``, random weights, torch's legacy format, tensors as
+    0.3 pickled them, the state dict an OrderedDict as 0.3's ``state_dict()`` returned; returns it."""
     folder.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(seed)
     for file in LAYOUT:
-        saved = {"state_dict_G": official_state_dict(file, generator, prefix), "epoch": 500}
-        torch.save(saved, folder / file, _use_new_zipfile_serialization=False)
+        state = OrderedDict((key, SavedAsIn03(value)) for key, value in
+                            official_state_dict(file, generator, prefix).items())
+        torch.save({"state_dict_G": state, "epoch": 500}, folder / file, _use_new_zipfile_serialization=False)
     return folder
 
 
@@ -217,8 +234,10 @@ def test_the_legacy_folder_loads_with_prefixes_and_old_buffers_dropped(official)
         assert not zipfile.is_zipfile(official / file)  # the legacy format, as PyTorch 0.3 wrote it
     state = read_folder(official)
     assert state["T"] == 7 and state["model_config"] == {"kind": "Jin2018"}
+    raw = (official / "F26_N9_from_F35_N8.pth").read_bytes()
+    assert b"_rebuild_tensor\n" in raw and b"_rebuild_tensor_v2" not in raw  # tensors as 0.3 wrote them
     saved = torch.load(official / "F26_N9_from_F35_N8.pth", weights_only=True)["state_dict_G"]
-    assert any(key.endswith("running_mean") for key in saved)
+    assert isinstance(saved, OrderedDict) and any(key.endswith("running_mean") for key in saved)
     key = "generateFrame2_6.LocalGrad2.1.conv2.weight"
     assert torch.equal(state["model"][f"frames26.{key}"], saved[f"module.{key}"])
     assert not any("running" in key or "module." in key for key in state["model"])
