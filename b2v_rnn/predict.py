@@ -263,24 +263,32 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
+FRAMES_PER_CALL = {"middle": 1, "generator": 1, "center": 1, "frames35": 2, "frames26": 2, "frames17": 2}
+"""Frames each call of a sub-network makes: `BlurToVideo`'s two, `Jin2018`'s four."""
+
+
 @contextmanager
 def frame_progress(model, T: int, description: str, enabled: bool, mininterval: float = 0.1):
     """A progress bar over the T frames of one whole-image extraction, advanced by forward
-    hooks on the middle network (1 frame) and the generator (1 frame per call); yields the
-    bar (None when disabled). `mininterval` is tqdm's redraw interval in seconds."""
-    parts = [getattr(model, name, None) for name in ("middle", "generator")]
-    parts = [m for m in parts if isinstance(m, torch.nn.Module)]
+    hooks on the middle network (1 frame) and the generator (1 frame per call), or on the
+    authors' four networks (frame 4, then 2 frames per network); yields the bar (None when
+    disabled). `mininterval` is tqdm's redraw interval in seconds."""
+    parts = [(getattr(model, name, None), frames) for name, frames in FRAMES_PER_CALL.items()]
+    parts = [(m, frames) for m, frames in parts if isinstance(m, torch.nn.Module)]
     if not enabled or not parts:
         yield None
         return
     bar = tqdm(total=T, desc=description, unit="frame", leave=False, mininterval=mininterval)
 
-    def advance(*_) -> None:
-        # A forward hook's non-None return value replaces the module's output, and tqdm's
-        # update() returns True whenever it redraws: the hook must return None.
-        bar.update(1)
+    def advance(frames: int):
+        def hook(*_) -> None:
+            # A forward hook's non-None return value replaces the module's output, and tqdm's
+            # update() returns True whenever it redraws: the hook must return None.
+            bar.update(frames)
 
-    hooks = [m.register_forward_hook(advance) for m in parts]
+        return hook
+
+    hooks = [m.register_forward_hook(advance(frames)) for m, frames in parts]
     try:
         yield bar
     finally:

@@ -431,3 +431,12 @@ def test_export_converts_the_folder_once(official, loaded, tmp_path):
     y = torch.rand(1, 3, 27, 41, generator=torch.Generator().manual_seed(3))
     with torch.inference_mode():
         assert torch.equal(converted.extract(y), model.extract(y))
+
+
+def test_a_large_image_shows_progress_per_frame(loaded):
+    from b2v_rnn import predict
+
+    model, _ = loaded
+    with predict.frame_progress(model, 7, "big.png", enabled=True, mininterval=0) as bar:
+        predict.extract_tiled(model, torch.rand(1, 3, 20, 20), 7)
+        assert bar.n == bar.total == 7
