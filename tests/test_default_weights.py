@@ -49,10 +49,11 @@ def test_default_weights_middle_frame_is_no_worse_than_the_blurry_input(model):
 def test_default_weights_beat_repeating_y_on_every_pair_per_patch(model):
     """The claim of the weights README, on 48 freshly rendered held-out clips at the
     README's 96 px: the middle frame and every pair above repeating y on the per-patch metric,
-    and a direction above its shuffled control. (Measured when shipped: middle +0.45 dB, pairs
-    +0.53 / +0.80 / +1.13 dB.) 48 clips, not 12: the middle frame loses 1.7-3 dB on the few nearly sharp
-    clips (blurry input above 30 dB), and 12 clips at 80 px averaged -0.12 dB with two of them
-    (the weights README says so)."""
+    and a direction above its shuffled control. (Measured when shipped: middle +0.09 dB, pairs
+    +0.08 / +0.12 / +0.16 dB, directions 2.8-3.1x their controls. The weights before them scored
+    +0.45 and +0.53 / +0.80 / +1.13 here and harmed sharp photographs and still backgrounds
+    (tests/test_no_harm.py): the weights README says what was traded.) 48 clips, not 12: the
+    middle frame loses dBs on the few nearly sharp clips (blurry input above 30 dB)."""
     from b2v_rnn.metrics import MetricAverager, clip_metrics
 
     averager = MetricAverager()
@@ -63,7 +64,7 @@ def test_default_weights_beat_repeating_y_on_every_pair_per_patch(model):
         with torch.no_grad():
             averager.add(clip_metrics(model.extract(y[None], 7)[0], sharp, y))
     summary = averager.summary()
-    assert summary["middle_psnr_gain"] > 0.2
+    assert summary["middle_psnr_gain"] > 0.05
     for k in (1, 2, 3):
-        assert summary[f"patch_pair_psnr_gain_k{k}"] > 0.2, (k, summary[f"patch_pair_psnr_gain_k{k}"])
+        assert summary[f"patch_pair_psnr_gain_k{k}"] > 0.05, (k, summary[f"patch_pair_psnr_gain_k{k}"])
         assert summary[f"direction_corr_k{k}"] > 1.5 * summary[f"direction_corr_shuffled_k{k}"]

@@ -88,16 +88,12 @@ def shipped():
     return load_model(default_checkpoint())[0].eval()
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped weights change sharp photographs: worst frame 32.3 dB "
-                   "against the input (bar 35) on 6 held-out photographs, 96 px")
 def test_the_shipped_weights_keep_sharp_photographs(shipped):
     report, _ = suite.run(lambda y: shipped.extract(y, 7), ("sharp",), n=6, T=7, size=96, seed=5,
                           photos=EMBEDDED_HELD_OUT, progress=False)
     assert report["sharp"]["sharp_kept"] >= suite.KEPT_BAR, report["sharp"]
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped weights move still backgrounds: frame 1 vs frame 7 differ "
-                   "by 3.5-8.1 grey levels there (bar 1.5)")
 def test_a_still_camera_photograph_keeps_its_background_while_objects_move(shipped):
     """A photograph (never trained on) under a still camera, objects moving across it: frame 1
     and frame T differ by less than 1.5 grey levels on the still background, and by more than
