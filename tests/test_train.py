@@ -399,3 +399,10 @@ def test_resume_without_amp_says_the_run_had_it(data, tmp_path, capsys):
     capsys.readouterr()
     train.main(["--out", str(run), "--resume", "--max-steps", "2", "--no-progress"])
     assert "trained with --amp (bf16); this run continues in float32" in capsys.readouterr().err
+
+
+def test_the_help_summary_is_the_command_docstring_s_first_line():
+    from b2v_rnn.training import options
+
+    assert train.__doc__.split("\n")[0] == options.DESCRIPTION
+    assert options.build_parser().description == options.DESCRIPTION

@@ -11,6 +11,8 @@ import torch
 
 from ..checkpoint import CheckpointError, load_checkpoint
 from ..cli import CliError, HelpFormatter, add_device_arguments, check_T
+from ..data.errors import DataError
+from ..data.photos import PhotoFolder
 from ..losses import ADVERSARIAL_WEIGHT, DEFAULT_PAIR_LOSS, GRADIENT_WEIGHT, PAIR_LOSSES, PAIR_PATCH, PERCEPTUAL_WEIGHT
 
 # Per-preset defaults for what --preset leaves open. "paper": the paper's 320 px crops and
@@ -49,11 +51,13 @@ def _preset_help() -> str:
     return ("model size and its training defaults (default: paper on a GPU, tiny on a CPU). " + " | ".join(lines))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .. import train  # the user-facing docstring lives with the command
+DESCRIPTION = "Train b2v_rnn: φm and the recurrent generator G with teacher forcing (paper Table 1, Sec. 7)."
+"""The first line of `b2v_rnn.train`'s docstring (tests/test_train.py checks they agree); kept
+here so that this module never imports the command that imports it."""
 
-    p = argparse.ArgumentParser(prog="python -m b2v_rnn.train", allow_abbrev=False,
-                                description=train.__doc__.split("\n\n")[0],
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m b2v_rnn.train", allow_abbrev=False, description=DESCRIPTION,
                                 formatter_class=HelpFormatter)
     p.add_argument("--T", type=int, default=7, help="frames per clip (odd, >= 3)")
     p.add_argument("--preset", choices=sorted(PRESET_DEFAULTS), help=_preset_help())
@@ -248,9 +252,6 @@ def _validate(args: argparse.Namespace) -> None:
     if args.still_gate is not None and not (math.isfinite(args.still_gate) and args.still_gate >= 0):
         raise CliError(f"--still-gate {args.still_gate}: must be a finite number >= 0 (0 = off)")
     if args.suite_photos is not None:
-        from ..data.errors import DataError
-        from ..data.photos import PhotoFolder
-
         try:
             PhotoFolder(args.suite_photos)
         except DataError as e:
