@@ -23,9 +23,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .. import distributed, ops, visualize
+from .. import distributed, ops, suite, visualize
 from ..checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from ..cli import CliError, autocast_for
+from ..data.families import EMBEDDED_HELD_OUT, PhotoSource
+from ..data.h5format import MIN_METRIC_SIDE
+from ..data.photos import PhotoFolder
 from ..models import build_discriminator, build_model, load_vgg16
 from . import batches as batch_sources
 from . import step as step_module
@@ -95,8 +98,6 @@ class Trainer:
                                                     log=self.log if args.fit_crop else None)
         args.crop = self.train_set.crop[0]
         self.val_set = batch_sources.open_dataset(args.val, "val", args.T, None, False, args.seed, ctx)
-        from ..data.h5format import MIN_METRIC_SIDE
-
         info = self.val_set.info
         if min(info.H, info.W) < MIN_METRIC_SIDE:  # found at the first validation otherwise, as a traceback
             raise CliError(f"--val {self.val_set.path}: frames of {info.H}x{info.W} px are smaller than the "
@@ -393,10 +394,6 @@ class Trainer:
     def _suite_margins(self) -> dict:
         """--select suite: each family's margin and the worst one ("suite_score") of the do-no-harm
         suite (seed 1; its reports use seed 0)."""
-        from .. import suite
-        from ..data.families import EMBEDDED_HELD_OUT, PhotoSource
-        from ..data.photos import PhotoFolder
-
         args = self.args
         photos = PhotoSource(PhotoFolder(args.suite_photos)) if args.suite_photos else EMBEDDED_HELD_OUT
         self.model.eval()
