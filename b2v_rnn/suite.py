@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         device = resolve_device(args.device)
         model, path = load_for_inference(args.checkpoint, args.T, device)
         if args.still_gate is not None:
-            if model.config["kind"] != "BlurToVideo":
+            if not hasattr(model, "still_gate"):  # the authors' networks
                 raise CliError(f"--still-gate {args.still_gate}: {path} holds the authors' pretrained networks, "
                                "which have no still gate")
             model.still_gate = args.still_gate
