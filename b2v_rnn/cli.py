@@ -24,6 +24,13 @@ class CliError(Exception):
     """Bad input a user can fix; the message names the file or option and the value."""
 
 
+def note(message: str) -> None:
+    """One "note: ..." line on stderr, through tqdm so that it does not break a progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"note: {message}", file=sys.stderr)
+
+
 def one_line_warning(message, category, filename, lineno, line=None) -> str:
     """`warnings.formatwarning` for the commands: "warning: MESSAGE", without the file, line
     number and source line Python adds, which mean nothing to someone running a command."""

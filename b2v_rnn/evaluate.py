@@ -23,18 +23,18 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Sequence
-
-import torch
-from tqdm import tqdm
+from typing import Sequence
 
 from . import metrics as M
-from . import visualize
+from . import ops, visualize
 from .cli import (CliError, HelpFormatter, add_device_arguments, check_amp_precision, check_T, resolve_device,
                   run_main, set_threads)
-from .inference import settings_for
+from .data import BlurSequenceDataset, default_dataset
+from .data.errors import DataError
+from .data.h5format import MIN_METRIC_SIDE, corrupt_samples
+from .inference import Extractor, evaluate_clips, load, settings_for
+from .inference.tiling import check_tiling
 from .outputs import OutputFolder, check_writable, locked_output, refuse_inputs_among_outputs
-from .predict import extract_tiled, load_for_inference
 
 OUTPUTS = ("metrics.json", "psnr_per_frame.png", "samples")
 
@@ -56,39 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_arguments(p, precision=True)
     p.add_argument("--overwrite", action="store_true", help="replace existing metrics.json, plot and sample figures in --out")
     return p
-
-
-def evaluate(extract: Callable[[torch.Tensor], torch.Tensor], dataset, limit: int = 0,
-             device: str | torch.device = "cpu", progress: bool = True, keep: int = 0) -> dict:
-    """Metrics of `extract` over the clips of `dataset` (a BlurSequenceDataset without
-    augmentation). extract: y (1, 3, H, W) on `device` -> frames (1, T, 3, H, W).
-
-    Returns the `MetricAverager` summary plus "clips" (the per-clip metrics, in file order),
-    "blurry_frame_psnr" (the per-frame PSNR of the blurry input against each true frame) and
-    "kept": (blurry, prediction in the truth's best direction, truth) of the first `keep` clips.
-    """
-    n = len(dataset) if limit <= 0 else min(limit, len(dataset))
-    averager, clips = M.MetricAverager(), []
-    T = dataset.T
-    blurry_frames = torch.zeros(T, dtype=torch.float64)
-    kept = []
-    for i in tqdm(range(n), desc="evaluate", unit="clip", disable=not progress):
-        item = dataset[i]
-        y, x = item["blurry"], item["sharp"]
-        pred = extract(y[None].to(device))[0].float().cpu()
-        if pred.shape != x.shape:
-            raise ValueError(f"clip {i}: the model returned {tuple(pred.shape)}, expected {tuple(x.shape)}")
-        clip = M.clip_metrics(pred, x, y)
-        averager.add(clip)
-        clips.append(clip)
-        if i < keep:
-            kept.append((y, pred.flip(0) if clip["seq_reversed"] else pred, x))
-        blurry_frames += torch.tensor([M.psnr(y, f) for f in x], dtype=torch.float64)
-    summary = averager.summary()
-    summary["blurry_frame_psnr"] = (blurry_frames / n).tolist()
-    summary["clips"] = clips
-    summary["kept"] = kept
-    return summary
 
 
 def format_table(s: dict) -> str:
@@ -129,10 +96,6 @@ def open_dataset(data: Path | None, T: int | None, limit: int = 0):
     """The BlurSequenceDataset of --data (or the default test split), with the checksums of
     the samples to evaluate (the first `limit`, 0 = all) verified and frames large enough
     for the metrics; CliError otherwise."""
-    from .data import BlurSequenceDataset, default_dataset
-    from .data.errors import DataError
-    from .data.h5format import MIN_METRIC_SIDE, corrupt_samples
-
     try:
         path = data if data is not None else default_dataset("test", T or 7)
     except DataError as e:  # the cache folder, not --data: say which
@@ -171,20 +134,59 @@ def refuse_existing(out: OutputFolder, overwrite: bool) -> None:
         raise CliError(f"{existing[0]} exists already (pass --overwrite to replace it)")
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Run the evaluation; returns the summary dict (see `evaluate`)."""
-    from .data.errors import DataError
-
-    raw = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(raw)
+def check_options(args, raw: Sequence[str]) -> None:
     set_threads(args.threads)
     check_amp_precision(raw, args.amp, args.precision)
     if args.T is not None:
         check_T(args.T)
-    if args.limit < 0 or args.samples < 0 or args.tile < 0 or args.tile_overlap < 0:
-        raise CliError("--limit, --samples, --tile and --tile-overlap must be >= 0")
-    if args.tile and args.tile <= 2 * args.tile_overlap:
-        raise CliError(f"--tile {args.tile} must be larger than twice --tile-overlap {args.tile_overlap}")
+    if args.limit < 0 or args.samples < 0:
+        raise CliError("--limit and --samples must be >= 0")
+    check_tiling(args.tile, args.tile_overlap)
+
+
+def make_report(args, device, data: Path, checkpoint: Path, T: int, summary: dict, seconds: float) -> dict:
+    """metrics.json: where the figures came from, their conventions, the summary and each clip."""
+    return {
+        "data": str(data), "checkpoint": str(checkpoint), "T": T, "device": str(device),
+        "tile": args.tile, "seconds": seconds,
+        "conventions": {"data_range": 1.0, "color": "RGB", "crop_border": 0, "psnr_cap_db": M.PSNR_CAP,
+                        "ssim": "skimage structural_similarity, gaussian sigma 1.5, channel_axis=-1",
+                        "averaging": "mean over clips of per-clip values"},
+        "metrics": {k: v for k, v in summary.items() if k not in ("clips", "kept")},
+        "clips": summary["clips"],
+    }
+
+
+def run(args, device, out: OutputFolder | None) -> dict:
+    """Open the data, load the model, evaluate; print the table and, with `out`, write the report."""
+    data, dataset = open_dataset(args.data, args.T, args.limit)
+    T = dataset.T
+    loaded = load(args.checkpoint, device)
+    loaded.check_T(T, None if args.T is not None else f"--data {data} has T={T}")
+    extractor = Extractor(loaded, settings_for(device, args.precision, args.amp, loaded.module))
+    start = time.perf_counter()
+    try:
+        summary = evaluate_clips(lambda y: extractor(y, T, args.tile, args.tile_overlap), dataset, args.limit,
+                                 device, keep=args.samples if out else 0)
+    except DataError as e:  # damage the checksum pass could not see (a file without checksums)
+        raise CliError(f"--data: {e}") from None
+    seconds = time.perf_counter() - start
+    print(f"{data} | {loaded.path} | T={T} | {extractor.settings.describe()} | {seconds:.1f} s")
+    print(f"ops: {ops.describe()}")
+    print(format_table(summary))
+    if out is not None:
+        with out.stage() as stage:
+            write_report(stage, summary, make_report(args, device, data, loaded.path, T, summary, seconds), Path(data).name)
+        print(f"wrote {args.out / 'metrics.json'}, {args.out / 'psnr_per_frame.png'} and "
+              f"{len(summary['kept'])} sample figures in {args.out / 'samples'}")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the evaluation; returns the summary dict (see `b2v_rnn.inference.evaluate_clips`)."""
+    raw = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(raw)
+    check_options(args, raw)
     device = resolve_device(args.device)
     if args.out is not None:
         refuse_inputs_among_outputs([args.out / name for name in OUTPUTS], [args.data, args.checkpoint])
@@ -192,43 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with locked_output(args.out) if args.out is not None else contextlib.nullcontext() as out:
         if out is not None:
             refuse_existing(out, args.overwrite)
-        data, dataset = open_dataset(args.data, args.T, args.limit)
-        T = dataset.T
-        model, checkpoint = load_for_inference(args.checkpoint, T, device,
-                                               None if args.T is not None else f"--data {data} has T={T}")
-        settings = settings_for(device, args.precision, args.amp, model)
-        model = settings.prepare(model)
-
-        def extract(y: torch.Tensor) -> torch.Tensor:
-            with settings.autocast():
-                return extract_tiled(model, settings.input(y), T, args.tile, args.tile_overlap).float()
-
-        start = time.perf_counter()
-        try:
-            summary = evaluate(extract, dataset, args.limit, device, keep=args.samples if out else 0)
-        except DataError as e:  # damage the checksum pass could not see (a file without checksums)
-            raise CliError(f"--data: {e}") from None
-        seconds = time.perf_counter() - start
-        from . import ops
-
-        print(f"{data} | {checkpoint} | T={T} | {settings.describe()} | {seconds:.1f} s")
-        print(f"ops: {ops.describe()}")
-        print(format_table(summary))
-        if out is not None:
-            report = {
-                "data": str(data), "checkpoint": str(checkpoint), "T": T, "device": str(device),
-                "tile": args.tile, "seconds": seconds,
-                "conventions": {"data_range": 1.0, "color": "RGB", "crop_border": 0, "psnr_cap_db": M.PSNR_CAP,
-                                "ssim": "skimage structural_similarity, gaussian sigma 1.5, channel_axis=-1",
-                                "averaging": "mean over clips of per-clip values"},
-                "metrics": {k: v for k, v in summary.items() if k not in ("clips", "kept")},
-                "clips": summary["clips"],
-            }
-            with out.stage() as stage:
-                write_report(stage, summary, report, Path(data).name)
-            print(f"wrote {args.out / 'metrics.json'}, {args.out / 'psnr_per_frame.png'} and "
-                  f"{len(summary['kept'])} sample figures in {args.out / 'samples'}")
-    return summary
+        return run(args, device, out)
 
 
 if __name__ == "__main__":

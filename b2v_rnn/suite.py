@@ -37,6 +37,12 @@ from tqdm import tqdm
 
 from . import metrics as M
 from . import visualize
+from .cli import (CliError, HelpFormatter, add_device_arguments, check_amp_precision, check_T, resolve_device,
+                  run_main, set_threads)
+from .data.errors import DataError
+from .data.photos import PhotoFolder
+from .inference import Extractor, load, settings_for
+from .outputs import check_writable, locked_output
 from .data.blur import average_frames
 from .data.families import EMBEDDED_HELD_OUT, FAMILIES, GAMMA, SUITE_FAMILIES, PhotoSource, render_scene
 
@@ -177,8 +183,6 @@ def family_figure(kept: Sequence[tuple], path: Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli import HelpFormatter, add_device_arguments
-
     p = argparse.ArgumentParser(prog="python -m b2v_rnn.suite", description=__doc__.split("\n\n")[0],
                                 formatter_class=HelpFormatter, allow_abbrev=False)
     p.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the weights shipped with the package)")
@@ -200,17 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 SUITE_OUTPUTS = ("report.json", "suite.txt", *(f"{family}.png" for family in FAMILIES))
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    """Run the suite; returns the report {family: summary}."""
-    from .cli import CliError, check_amp_precision, check_T, resolve_device, set_threads
-    from .data.errors import DataError
-    from .data.photos import PhotoFolder
-    from .inference import settings_for
-    from .outputs import check_writable, locked_output
-    from .predict import extract_tiled, load_for_inference
-
-    raw = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(raw)
+def check_options(args, raw: Sequence[str]) -> tuple[list[str], PhotoSource]:
+    """Every option checked before any work; returns the families and the photographs."""
     set_threads(args.threads)
     check_T(args.T)
     check_amp_precision(raw, args.amp, args.precision)
@@ -228,46 +223,57 @@ def main(argv: Sequence[str] | None = None) -> dict:
         photos = PhotoSource(PhotoFolder(args.photos)) if args.photos else EMBEDDED_HELD_OUT
     except DataError as e:
         raise CliError(f"--photos: {e}") from None
+    return names, photos
+
+
+def load_extractor(args) -> tuple[Extractor, Path]:
+    """The model of --checkpoint (with --still-gate applied) ready to run, and its path."""
+    device = resolve_device(args.device)
+    loaded = load(args.checkpoint, device)
+    loaded.check_T(args.T)
+    if args.still_gate is not None:
+        if not hasattr(loaded.module, "still_gate"):  # the authors' networks
+            raise CliError(f"--still-gate {args.still_gate}: {loaded.path} holds the authors' pretrained networks, "
+                           "which have no still gate")
+        loaded.module.still_gate = args.still_gate
+    return Extractor(loaded, settings_for(device, args.precision, args.amp, loaded.module)), loaded.path
+
+
+def write_outputs(out, report: dict, table: str, kept: dict, checkpoint: Path, photos: PhotoSource) -> None:
+    with out.stage() as stage:
+        (stage / "report.json").write_text(json.dumps({"checkpoint": str(checkpoint), "photos": photos.describe(),
+                                                       "families": report}, indent=1))
+        (stage / "suite.txt").write_text(table + "\n")
+        for family, scenes_kept in kept.items():
+            family_figure(scenes_kept, stage / f"{family}.png")
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Run the suite; returns the report {family: summary}."""
+    raw = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(raw)
+    names, photos = check_options(args, raw)
     if args.out is not None:
         check_writable(args.out)
     with locked_output(args.out) if args.out is not None else contextlib.nullcontext() as out:
         existing = [out.path / name for name in SUITE_OUTPUTS if (out.path / name).exists()] if out else []
         if existing and not args.overwrite:
             raise CliError(f"{existing[0]} exists already (pass --overwrite to replace it)")
-        device = resolve_device(args.device)
-        model, path = load_for_inference(args.checkpoint, args.T, device)
-        if args.still_gate is not None:
-            if not hasattr(model, "still_gate"):  # the authors' networks
-                raise CliError(f"--still-gate {args.still_gate}: {path} holds the authors' pretrained networks, "
-                               "which have no still gate")
-            model.still_gate = args.still_gate
-        settings = settings_for(device, args.precision, args.amp, model)
-        model = settings.prepare(model).eval()
-
-        def extract(y):
-            with settings.autocast():
-                return extract_tiled(model, settings.input(y), args.T)
-
+        extractor, path = load_extractor(args)
         try:
-            report, kept = run(extract, names, args.n, args.T, args.size, args.seed, photos, keep=3 if out else 0)
+            report, kept = run(lambda y: extractor(y, args.T), names, args.n, args.T, args.size, args.seed, photos,
+                               keep=3 if out else 0)
         except DataError as e:  # a photograph of --photos that cannot be decoded
             raise CliError(f"--photos: {e}") from None
         table = format_table(report)
-        print(f"{path} (still gate {getattr(model, 'still_gate', 0.0)}) on {photos.describe()} ({args.n} scenes "
-              f"per family, {args.size} px, T={args.T}, {settings.describe()})")
+        print(f"{path} (still gate {getattr(extractor.module, 'still_gate', 0.0)}) on {photos.describe()} "
+              f"({args.n} scenes per family, {args.size} px, T={args.T}, {extractor.settings.describe()})")
         print(table)
         if out is not None:
-            with out.stage() as stage:
-                (stage / "report.json").write_text(json.dumps({"checkpoint": str(path), "photos": photos.describe(),
-                                                               "families": report}, indent=1))
-                (stage / "suite.txt").write_text(table + "\n")
-                for family, scenes_kept in kept.items():
-                    family_figure(scenes_kept, stage / f"{family}.png")
+            write_outputs(out, report, table, kept, path, photos)
             print(f"wrote {args.out}/report.json, suite.txt and a figure per family")
     return report
 
 
 if __name__ == "__main__":
-    from .cli import run_main
-
     run_main(main)

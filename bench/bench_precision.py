@@ -1,6 +1,6 @@
-"""The ``--precision auto`` probe of :mod:`b2v_rnn.inference` on this CPU: its measured bf16
+"""The ``--precision auto`` probe of :mod:`b2v_rnn.inference.precision` on this CPU: its measured bf16
 speed-up, choice and cost for each preset, and how the speed-up of the paper model's two
-heaviest layers depends on the probe's input size (why :data:`~b2v_rnn.inference.PROBE_SIZE`).
+heaviest layers depends on the probe's input size (why :data:`~b2v_rnn.inference.precision.PROBE_SIZE`).
 
     PYTHONPATH=. python -m pytest bench/bench_precision.py --benchmark-only -s
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from b2v_rnn import inference
-from b2v_rnn.inference import PROBE_SPEEDUP, measure_bf16_speedup, native_bf16_cpu, probe_layers
+from b2v_rnn.inference import precision as inference
+from b2v_rnn.inference.precision import PROBE_SPEEDUP, measure_bf16_speedup, native_bf16_cpu, probe_layers
 from b2v_rnn.models import build_model
 
 pytestmark = pytest.mark.skipif(not native_bf16_cpu(), reason="no native bf16: auto keeps fp32 unmeasured")

@@ -25,7 +25,8 @@ from b2v_rnn.atomic import atomic_path
 from b2v_rnn.cli import CliError, check_T, run_main
 from b2v_rnn.metrics import grid_peak_ratio
 from b2v_rnn.outputs import check_writable, refuse_inputs_among_outputs
-from b2v_rnn.predict import load_for_inference, read_image
+from b2v_rnn.images import read_image
+from b2v_rnn.inference import load
 
 SAMPLE = Path(__file__).resolve().parents[1] / "b2v_rnn" / "samples" / "blurry.png"
 PERIODS = (2, 4, 5)
@@ -81,7 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
         refuse_inputs_among_outputs([path], [args.image, args.checkpoint], option)
         check_writable(path.parent, option)
     y = read_image(args.image)
-    model, _ = load_for_inference(args.checkpoint, args.T, "cpu")
+    loaded = load(args.checkpoint, "cpu")
+    loaded.check_T(args.T)
+    model = loaded.module
     for path in (args.out, args.json):
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from PIL import Image
 from b2v_rnn import evaluate
 from b2v_rnn.checkpoint import save_checkpoint
 from b2v_rnn.cli import run_main
+from b2v_rnn.inference import evaluate_clips
 from b2v_rnn.data import BlurSequenceDataset, generate
 from b2v_rnn.metrics import PSNR_CAP
 from b2v_rnn.models import build_model
@@ -60,7 +61,7 @@ def test_an_oracle_gets_the_maximum_scores(files):
         assert torch.equal(item["blurry"], y[0])
         return item["sharp"].flip(0)[None]
 
-    s = evaluate.evaluate(oracle, dataset, progress=False, keep=1)
+    s = evaluate_clips(oracle, dataset, progress=False, keep=1)
     (y, shown, truth), = s["kept"]
     assert torch.equal(shown, truth)  # the figure shows the prediction in the truth's direction
     for key in ("middle_psnr", "pair_psnr_k1", "seq_psnr", "pwpsnr"):

@@ -89,7 +89,7 @@ def test_evaluate_names_damaged_samples_before_running_the_model(files, tmp_path
     path.write_bytes((files / "test.h5").read_bytes())
     damage_sample(path, 1)
     damage_sample(path, 4)
-    monkeypatch.setattr(evaluate, "load_for_inference", lambda *a: pytest.fail("ran the model first"))
+    monkeypatch.setattr(evaluate, "load", lambda *a: pytest.fail("ran the model first"))
     err = error_of(evaluate.main, ["--data", str(path), "--checkpoint", str(files / "tiny.pt"), "--device", "cpu"],
                    capsys)
     assert "2 of 6 samples" in err and "1, 4" in err and "checksum" in err

@@ -15,6 +15,9 @@ from PIL import Image
 from b2v_rnn import predict, visualize
 from b2v_rnn.checkpoint import save_checkpoint
 from b2v_rnn.cli import run_main
+from b2v_rnn.inference import extractor as extractor_module
+from b2v_rnn.inference import memory, progress
+from b2v_rnn.inference.tiling import extract_tiled
 from b2v_rnn.models import build_model
 from b2v_rnn.outputs import LOCK_NAME
 
@@ -87,7 +90,7 @@ def test_a_concurrent_run_on_the_same_out_is_refused_naming_its_pid(checkpoint, 
 
 
 def test_unwritable_out_is_one_line_before_any_work(checkpoint, image, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(predict, "load_for_inference", lambda *a: pytest.fail("loaded the model first"))
+    monkeypatch.setattr(predict, "load", lambda *a: pytest.fail("loaded the model first"))
     folder = unwritable_folder(tmp_path)
     err = error_of(args(image, f"{folder}/results", checkpoint), capsys)
     assert "--out" in err and "cannot write" in err
@@ -171,12 +174,12 @@ def test_alpha_and_16_bit_inputs_are_said_in_one_line(checkpoint, tmp_path, caps
 
 def test_too_little_memory_tiles_automatically(checkpoint, image, tmp_path, capsys, monkeypatch):
     tiles = []
-    real = predict.extract_tiled
-    monkeypatch.setattr(predict, "extract_tiled", lambda m, y, T, tile, *a, **k: tiles.append(tile) or real(m, y, T, tile, *a, **k))
+    real = extractor_module.extract_tiled
+    monkeypatch.setattr(extractor_module, "extract_tiled", lambda m, y, T, tile, *a, **k: tiles.append(tile) or real(m, y, T, tile, *a, **k))
     big = tmp_path / "big.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (150, 140, 3), dtype=np.uint8)).save(big)
     model = build_model("tiny")
-    free = predict.estimated_bytes(model, 100, 100, T) / 0.7
+    free = memory.estimated_bytes(model, 100, 100, T) / 0.7
     monkeypatch.setattr(predict, "available_bytes", lambda device: free)
     predict.main(args(big, tmp_path / "out", checkpoint, "--tile-overlap", "8"))
     assert tiles and 0 < tiles[0] < 150
@@ -188,7 +191,7 @@ def test_out_of_memory_is_a_tile_hint_not_a_traceback(checkpoint, image, tmp_pat
     def no_memory(*a, **k):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
 
-    monkeypatch.setattr(predict, "extract_tiled", no_memory)
+    monkeypatch.setattr(extractor_module, "extract_tiled", no_memory)
     err = error_of(args(image, tmp_path / "out", checkpoint), capsys)
     assert "out of memory" in err and "--tile" in err
     assert not (tmp_path / "out").exists()
@@ -234,22 +237,22 @@ def test_a_large_whole_image_shows_progress_per_frame():
     model = build_model("tiny").eval()
     # mininterval=0: the bar redraws on every frame, as it does on any slow machine; tqdm's
     # update() then returns True, which a forward hook must not pass on as the module's output
-    with predict.frame_progress(model, 5, "big.png", enabled=True, mininterval=0) as bar:
-        frames = predict.extract_tiled(model, torch.rand(1, 3, 24, 24), 5)
+    with progress.frame_progress(model, 5, "big.png", enabled=True, mininterval=0) as bar:
+        frames = extract_tiled(model, torch.rand(1, 3, 24, 24), 5)
         assert bar.n == bar.total == 5 and bar.desc.startswith("big.png")
     assert frames.shape == (1, 5, 3, 24, 24)
 
 
 def _redrawing_every_update(monkeypatch):
-    """predict's tqdm, forced to draw on every update (a slow machine, without the wait)."""
+    """The frame bar's tqdm, forced to draw on every update (a slow machine, without the wait)."""
     drawn = []
 
-    class AlwaysDrawing(predict.tqdm):
+    class AlwaysDrawing(progress.tqdm):
         def __init__(self, *a, **k):
             super().__init__(*a, **{**k, "mininterval": 0, "miniters": 1})
             drawn.append(self)
 
-    monkeypatch.setattr(predict, "tqdm", AlwaysDrawing)
+    monkeypatch.setattr(progress, "tqdm", AlwaysDrawing)
     return drawn
 
 

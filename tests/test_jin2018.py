@@ -28,6 +28,8 @@ from PIL import Image
 from b2v_rnn import ops
 from b2v_rnn.checkpoint import CheckpointError, load_checkpoint, load_model
 from b2v_rnn.cli import autocast_for, run_main
+from b2v_rnn.inference import extract_tiled
+from b2v_rnn.inference.progress import frame_progress
 from b2v_rnn.models import Jin2018
 from b2v_rnn.official import FILES, read_folder
 
@@ -437,6 +439,6 @@ def test_a_large_image_shows_progress_per_frame(loaded):
     from b2v_rnn import predict
 
     model, _ = loaded
-    with predict.frame_progress(model, 7, "big.png", enabled=True, mininterval=0) as bar:
-        predict.extract_tiled(model, torch.rand(1, 3, 20, 20), 7)
+    with frame_progress(model, 7, "big.png", enabled=True, mininterval=0) as bar:
+        extract_tiled(model, torch.rand(1, 3, 20, 20), 7)
         assert bar.n == bar.total == 7

@@ -7,6 +7,7 @@ from PIL import Image
 from b2v_rnn import predict
 from b2v_rnn.checkpoint import save_checkpoint
 from b2v_rnn.cli import run_main
+from b2v_rnn.inference import extract_tiled
 from b2v_rnn.models import build_model
 
 from model_helpers import randomize_output_layers
@@ -72,7 +73,7 @@ def test_tiles_are_blended_in_one_temporal_direction():
         return FlippingModel.extract(model, tile, T)
 
     model.extract = extract
-    tiled = predict.extract_tiled(model, y, 5, tile=40, overlap=10)
+    tiled = extract_tiled(model, y, 5, tile=40, overlap=10)
     assert len(calls) > 2
     torch.testing.assert_close(tiled, whole)
 

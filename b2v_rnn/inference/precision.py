@@ -1,4 +1,4 @@
-"""How `predict` and `evaluate` run a trained model: precision and memory layout per device.
+"""The precision and memory layout a trained model runs in, per device.
 
 ``--precision auto`` (their default) is decided by measurement on a CPU, because a CPU flag
 cannot tell: oneDNN's bf16 convolutions ran well ahead of float32 on this project's EPYC and
@@ -35,7 +35,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +43,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import ops
-from .atomic import atomic_path
-from .cli import PRECISIONS, autocast_for
-from .models import build_model
+from .. import ops
+from ..atomic import atomic_path
+from ..cli import PRECISIONS, autocast_for, note
+from ..models import build_model
 
 PROBE_SPEEDUP = 1.1
 """bf16 is taken only when the probe measures it at least this much faster than float32: a
@@ -178,10 +177,6 @@ def cache_path() -> Path | None:
     return Path(base) / "b2v_rnn" / "precision.json"
 
 
-def _note(message: str) -> None:
-    print(f"note: {message}", file=sys.stderr)
-
-
 def _probe_key(layers: list[tuple[nn.Module, int]]) -> dict:
     """What the measurement depends on: a cached speed-up is reused only where all of it matches."""
     return {
@@ -204,7 +199,7 @@ def _read_cache(path: Path) -> list[dict]:
     except (FileNotFoundError, NotADirectoryError):  # none yet (the write says why it cannot make one)
         return []
     except (OSError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError is a ValueError
-        _note(f"precision cache {path} is unreadable ({type(error).__name__}: {error}); measuring again")
+        note(f"precision cache {path} is unreadable ({type(error).__name__}: {error}); measuring again")
         return []
 
 
@@ -214,7 +209,7 @@ def _write_cache(path: Path, entries: list[dict]) -> None:
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps({"entries": entries[-CACHE_ENTRIES:]}, indent=1) + "\n")
     except OSError as error:
-        _note(f"could not write the precision cache {path} ({error}); the next run measures again")
+        note(f"could not write the precision cache {path} ({error}); the next run measures again")
 
 
 def _cached_speedup(entries: list[dict], key: dict) -> float | None:

@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 
-from b2v_rnn import inference, predict
+from b2v_rnn import predict
+from b2v_rnn.inference import precision as inference
 from b2v_rnn.checkpoint import save_checkpoint
-from b2v_rnn.inference import (PROBE_BATCH, PROBE_LAYERS, PROBE_ROUNDS, PROBE_SIZE, cache_path,
+from b2v_rnn.inference.precision import (PROBE_BATCH, PROBE_LAYERS, PROBE_ROUNDS, PROBE_SIZE, cache_path,
                                measure_bf16_speedup, probe_layers, resolve_precision, settings_for)
 from b2v_rnn.models import build_model
 from b2v_rnn.ops import PreActDilatedConv2d

@@ -1,0 +1,50 @@
+"""Trained weights for inference: a checkpoint file, a folder of the authors' four pretrained
+files, or (None) the default weights shipped with the package, SHA-256 verified."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..checkpoint import CheckpointError, default_checkpoint, load_model
+from ..cli import CliError, note
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network in eval mode, where it came from, and the T it was trained for."""
+
+    module: nn.Module
+    path: Path
+    trained_T: int
+    fixed_T: bool  # the authors' networks extract exactly trained_T frames, no other number
+
+    @property
+    def kind(self) -> str:
+        return self.module.config["kind"]
+
+    def check_T(self, T: int, origin: str | None = None) -> None:
+        """Refuse a T the network cannot extract; note one it was not trained for (G then
+        unrolls fewer or more steps). `origin`: where T came from, for the message (default:
+        the option, ``--T T``)."""
+        if self.fixed_T and T != self.trained_T:
+            fix = f"pass --T {self.trained_T}" if origin is None else f"use clips of {self.trained_T} frames"
+            raise CliError(f"{origin or f'--T {T}'}: {self.path} holds the authors' pretrained networks, which "
+                           f"extract exactly {self.trained_T} frames; {fix}")
+        if T != self.trained_T:
+            how = "extrapolates beyond" if T > self.trained_T else "uses fewer steps than"
+            note(f"{self.path} was trained with T={self.trained_T}; extracting T={T} frames {how} training")
+
+
+def load(checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+    """The network of `checkpoint` (a file, or a folder of the authors' pretrained files; None:
+    the shipped default weights) on `device`; CliError naming the file when it cannot be used."""
+    try:
+        path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+        module, state = load_model(path, device)
+    except CheckpointError as e:
+        raise CliError(str(e)) from None
+    return LoadedModel(module, path, int(state["T"]), module.config["kind"] == "Jin2018")
