@@ -8,8 +8,8 @@ A command that writes into an output folder does it in four steps:
 2. `locked_output(folder)`: creates the folder and takes an exclusive lock on it, so two
    runs on the same folder cannot mix their files; the second gets "in use by PID N" at
    once instead of waiting or clobbering. With the lock held, temporaries that a killed
-   earlier run left behind (`.NAME.xxxxxxxx.tmp*` from `atomic.atomic_path` and
-   `H5Writer`, `.staging-*` folders from 3.) are removed: nobody else can be writing them.
+   earlier run left behind (`atomic.temporary_name`'s `.NAME.PID.xxxxxxxx.tmp*`, `.staging-*`
+   folders from 3.) are removed: nobody else can be writing them.
 3. `OutputFolder.stage()`: results are written into a private hidden folder inside the
    output folder and moved into place only when the block completes, so a reader sees the
    previous result or the complete new one, never a mix, and an interruption leaves no
@@ -17,9 +17,10 @@ A command that writes into an output folder does it in four steps:
 4. On leaving `locked_output` the lock is released, and a folder that this run created
    and left empty is removed again, so a failed start leaves nothing behind.
 
-The lock is `fcntl.flock` on `folder/.b2v.lock` (the holder's PID written inside, for the
-message). The kernel releases it when the holder dies, SIGKILL included, so a lock is never
-stale. Without `fcntl` (Windows) there is no lock; staging still keeps each result whole.
+The lock (`exclusive_lock`, also the dataset cache's) is `fcntl.flock` on `folder/.b2v.lock`
+(the holder's PID written inside, for the message). The kernel releases it when the holder
+dies, SIGKILL included, so a lock is never stale. Without `fcntl` (Windows) there is no lock;
+staging still keeps each result whole.
 """
 from __future__ import annotations
 
@@ -31,16 +32,16 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
+from .atomic import TEMPORARY
 from .cli import CliError
 
 LOCK_NAME = ".b2v.lock"
 STAGING_PREFIX = ".staging-"
 WRITE_TEST_PREFIX = ".b2v-write-test-"
 """`check_writable`'s probe: a file that lives for an instant in the folder it tests."""
-_TEMPORARY = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]+)?$")
-"""Names of `atomic_path` (.STEM.xxxxxxxx.tmp.SUFFIX) and `H5Writer` (.NAME.PID.xxxxxxxx.tmp)."""
+_TEMPORARY = TEMPORARY
 
 
 class OutputError(CliError):
@@ -129,7 +130,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
     if not folder.is_dir():
         return removed
     if name is not None:
-        candidates = [p for p in folder.glob(f".{name}.*") if _TEMPORARY.match(p.name)]
+        candidates = [p for p in folder.glob(f".{name}.*") if _writer(p) is not None and _writer(p)[0] == name]
     else:
         candidates = [p for p in folder.iterdir() if p.name.startswith(STAGING_PREFIX) and p.is_dir()]
         for sub in [folder, *(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))]:
@@ -143,20 +144,23 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
     return removed
 
 
-_WRITER_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+def _writer(temporary: Path) -> tuple[str, int] | None:
+    """(target name, writer's PID) of a `temporary_name`, None for any other name."""
+    match = TEMPORARY.match(temporary.name)
+    return (match["name"], int(match["pid"])) if match else None
 
 
 def remove_orphaned_writes(path: str | os.PathLike) -> list[Path]:
-    """Delete the temporaries `H5Writer` left for `path` (`.NAME.PID.xxxxxxxx.tmp` beside
-    it) whose writing process no longer runs: safe without a lock, since a live writer's
-    file is never touched. For outputs that are single files (the converters' .h5)."""
+    """Delete the temporaries left for `path` (`temporary_name`s beside it) whose writing
+    process no longer runs: safe without a lock, since a live writer's file is never touched.
+    For outputs that are single files (the converters' .h5)."""
     path = Path(path)
     removed = []
     if not path.parent.is_dir():
         return removed
-    for candidate in path.parent.glob(f".{path.name}.*.tmp"):
-        match = _WRITER_TEMPORARY.match(candidate.name)
-        if match and match["name"] == path.name and not _alive(int(match["pid"])):
+    for candidate in path.parent.glob(f".{path.name}.*"):
+        writer = _writer(candidate)
+        if writer is not None and writer[0] == path.name and not _alive(writer[1]) and candidate.is_file():
             candidate.unlink(missing_ok=True)
             removed.append(candidate)
     return removed
@@ -227,37 +231,47 @@ def locked_output(folder: str | os.PathLike, option: str = "--out") -> Iterator[
     check_writable(folder, option)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
+    busy = (lambda holder: f"{option} {folder}: in use by {holder} (another run is writing there); wait for it "
+            f"to finish or choose another {option}")
     try:
-        import fcntl
-    except ImportError:  # no advisory locks on this platform: staging alone keeps results whole
-        try:
+        with exclusive_lock(folder / LOCK_NAME, busy=busy) as locked:
+            if locked:  # unlocked (no fcntl), another run's temporaries may be live: staging alone keeps results whole
+                remove_stale_temporaries(folder)
             yield OutputFolder(folder)
-        finally:
-            _remove_if_empty(folder, created)
-        return
-    lock_path = folder / LOCK_NAME
-    handle = _acquire(lock_path, fcntl, folder, option)
-    try:
-        remove_stale_temporaries(folder)
-        yield OutputFolder(folder)
     finally:
-        lock_path.unlink(missing_ok=True)
-        handle.close()  # releases the flock
         _remove_if_empty(folder, created)
 
 
-def _acquire(lock_path: Path, fcntl, folder: Path, option: str):
+@contextmanager
+def exclusive_lock(lock_path: Path, busy: Callable[[str], str] | None = None) -> Iterator[bool]:
+    """Hold an exclusive `fcntl.flock` on `lock_path` (created, the holder's PID written in
+    it, removed on release); yields whether it is held. `busy(holder)`: the message of the
+    OutputError raised at once when another process holds it ("PID N"); None waits for the
+    holder instead. Without `fcntl` (Windows) nothing is locked (yields False)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield False
+        return
+    handle = _acquire(lock_path, fcntl, busy)
+    try:
+        yield True
+    finally:
+        lock_path.unlink(missing_ok=True)
+        handle.close()  # releases the flock
+
+
+def _acquire(lock_path: Path, fcntl, busy: Callable[[str], str] | None):
     """An open handle of lock_path holding an exclusive flock, with our PID written in it."""
     while True:
         handle = open(lock_path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (fcntl.LOCK_NB if busy is not None else 0))
         except OSError as e:
             handle.close()
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
+            if e.errno not in (errno.EAGAIN, errno.EACCES) or busy is None:
                 raise
-            raise OutputError(f"{option} {folder}: in use by {_holder(lock_path)} (another run is writing "
-                              f"there); wait for it to finish or choose another {option}") from None
+            raise OutputError(busy(_holder(lock_path))) from None
         # The holder we waited behind may have unlinked the file before we locked it: a lock
         # on a deleted file protects nothing, so start again on the current file.
         try:

@@ -148,9 +148,9 @@ def test_a_killed_default_dataset_generation_leaves_no_orphan(tmp_path, monkeypa
     monkeypatch.setenv("B2V_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(defaults, "generate", lambda path, n, T, *a, **k: write_h5(path, n=2, T=T))
     name = f"synthetic-test-T3-{defaults.DEFAULT_SIZE}px-n{defaults.TEST_SAMPLES}-v{defaults.GENERATOR_VERSION}.h5"
-    orphan = tmp_path / f".{name}.4242.0123abcd.tmp"
+    orphan = tmp_path / f".{name}.4242.0123abcd.tmp.h5"
     orphan.write_bytes(b"113 MB of a killed run")
-    other = tmp_path / ".synthetic-train-T3-other.h5.4243.0123abcd.tmp"  # another split's live writer
+    other = tmp_path / ".synthetic-train-T3-other.h5.4243.0123abcd.tmp.h5"  # another split's live writer
     other.write_bytes(b"")
     assert defaults.default_dataset("test", 3) == tmp_path / name
     assert not orphan.exists() and other.exists()
@@ -189,8 +189,8 @@ def test_a_killed_conversion_leaves_no_orphan_for_long(tmp_path):
         Image.new("RGB", (12, 12), (i, 0, 0)).save(frames / f"{i}.png")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True).stdout.strip()
-    orphan = tmp_path / f".f.h5.{dead}.0123abcd.tmp"  # what SIGKILL during a conversion leaves
-    live = tmp_path / f".f.h5.{os.getpid()}.89abcdef.tmp"  # a conversion still running
+    orphan = tmp_path / f".f.h5.{dead}.0123abcd.tmp.h5"  # what SIGKILL during a conversion leaves
+    live = tmp_path / f".f.h5.{os.getpid()}.89abcdef.tmp.h5"  # a conversion still running
     orphan.write_bytes(b"half")
     live.write_bytes(b"half")
     frames_main([str(frames), "--out", str(tmp_path / "f.h5"), "--T", "3", "--quiet"])

@@ -75,9 +75,9 @@ def test_check_writable_names_the_option_and_the_problem(tmp_path):
 
 
 def test_only_temporaries_are_removed(tmp_path):
-    keep = [".hidden_user_file", "notes.tmp", "frame.png", ".x.tmp.png", "sub/.y.0123abcd"]
-    stale = [".staging-12-0123abcd/frame_01.png", ".frame.0123abcd.tmp.png", "sub/.frame.89abcdef.tmp.png",
-             ".data.h5.4242.0123abcd.tmp"]
+    keep = [".hidden_user_file", "notes.tmp", "frame.png", ".x.tmp.png", "sub/.y.0123abcd", ".frame.0123abcd.tmp.png"]
+    stale = [".staging-12-0123abcd/frame_01.png", ".frame.png.12.0123abcd.tmp.png", "sub/.frame.png.7.89abcdef.tmp.png",
+             ".data.h5.4242.0123abcd.tmp.h5"]
     for name in keep + stale:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("")

@@ -102,7 +102,7 @@ def test_stale_temporaries_of_a_killed_run_are_removed_by_the_next(checkpoint, i
     out = tmp_path / "out"
     (out / ".staging-4242-0123abcd" / "photo").mkdir(parents=True)
     (out / ".staging-4242-0123abcd" / "photo" / "frame_01.png").write_bytes(b"half")
-    (out / ".photo.0123abcd.tmp.gif").write_bytes(b"half")
+    (out / ".photo.gif.4242.0123abcd.tmp.gif").write_bytes(b"half")
     (out / "notes.txt").write_text("the user's own file stays")
     predict.main(args(image, out, checkpoint))
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "photo", "photo.gif"]

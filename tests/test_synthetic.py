@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from b2v_rnn.atomic import TEMPORARY
 from b2v_rnn.data import BROAD, HELD_OUT, SceneSettings, average_frames, defaults, generate, read_info, render_sequence
 from b2v_rnn.data.convert import run_cli
 from b2v_rnn.data.synthetic import REAL_MOTION, scale_motion
@@ -115,7 +116,7 @@ def test_cli_writes_and_refuses_to_overwrite(tmp_path, capsys):
 
 def test_cli_removes_what_a_killed_run_left(tmp_path):
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    orphan = tmp_path / f".s.h5.{int(gone.stdout)}.0123abcd.tmp"  # H5Writer's temporary of a dead process
+    orphan = tmp_path / f".s.h5.{int(gone.stdout)}.0123abcd.tmp.h5"  # H5Writer's temporary of a dead process
     orphan.write_bytes(b"x" * 1000)
     synthetic_main(["--out", str(tmp_path / "s.h5"), "--n", "1", "--T", "3", "--size", "24", "--quiet"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
@@ -164,4 +165,4 @@ def test_concurrent_first_use_generates_once(tmp_path):
     paths = {s.strip().splitlines()[-1] for s in stdouts}
     assert len(paths) == 1
     assert read_info(paths.pop(), T=3).N == 40
-    assert not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+    assert not [p for p in tmp_path.iterdir() if TEMPORARY.match(p.name)]

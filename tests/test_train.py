@@ -335,9 +335,9 @@ def test_init_partial_loads_the_trunk_under_a_new_head(data, tmp_path, capsys):
 
 
 def test_no_preset_on_a_cpu_is_the_tiny_one():
-    parsed = train.parse_args(["--device", "cpu"])
-    assert parsed.preset == "tiny" and parsed.preset_auto and parsed.max_steps == 300
-    assert train.parse_args(["--device", "cpu", "--preset", "small"]).preset == "small"
+    parsed, resume = train.parse_args(["--device", "cpu"])
+    assert parsed.preset == "tiny" and parsed.preset_auto and parsed.max_steps == 300 and resume is None
+    assert train.parse_args(["--device", "cpu", "--preset", "small"]).config.preset == "small"
 
 
 def test_generator_lr_and_no_discriminator_by_default(data, tmp_path, monkeypatch, capsys):
@@ -380,7 +380,7 @@ def test_user_errors_are_one_line(data, tmp_path, capsys):
 def test_stale_temporaries_of_a_killed_save_are_removed(data, tmp_path):
     out = tmp_path / "run"
     train.main(args(data, out, "--max-steps", "1", "--val-every", "1"))
-    orphan = out / ".checkpoint.0123abcd.tmp.pt"  # what a kill during save_checkpoint leaves
+    orphan = out / ".checkpoint.pt.4242.0123abcd.tmp.pt"  # what a kill during save_checkpoint leaves
     orphan.write_bytes(b"half a checkpoint")
     train.main(["--out", str(out), "--resume", "--max-steps", "2", "--no-progress"])
     assert not orphan.exists() and load_checkpoint(out / "checkpoint.pt")["step"] == 2

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..outputs import OutputError, check_writable, exclusive_lock, remove_stale_temporaries
 from .errors import DataError
 from .h5format import read_info
 from .synthetic import BROAD, HELD_OUT, SceneSettings, generate
@@ -72,8 +72,6 @@ def _describe_cost(size: int, seconds: float) -> str:
 def data_dir(need_bytes: int = 0) -> Path:
     """Cache folder: $B2V_DATA_DIR, else ~/.cache/b2v_rnn (created if missing); DataError
     naming the variable when it cannot be created or written."""
-    from ..outputs import OutputError, check_writable
-
     from_env = os.environ.get("B2V_DATA_DIR")
     path = Path(from_env or Path.home() / ".cache" / "b2v_rnn")
     try:
@@ -101,11 +99,9 @@ def default_dataset(split: str = "train", T: int = 7) -> Path:
                         f"{_describe_cost(size, seconds)}); pass files of your own (--train/--val, --data), e.g. "
                         f"`python -m data_tools.synthetic --out {split}.h5 --n 64 --T {T}`, or use a smaller T")
     path = data_dir(need_bytes=size) / name
-    with _locked(path.with_name(path.name + ".lock")):
+    with exclusive_lock(path.with_name(path.name + ".lock")):  # waits for another process generating it
         # Another process may have finished it while we waited for the lock.
         if not _is_valid(path, T):
-            from ..outputs import remove_stale_temporaries
-
             remove_stale_temporaries(path.parent, name=path.name)  # of a killed generation
             print(f"generating the default {split!r} split ({spec.n} samples of T={T} at {spec.size}x{spec.size}, "
                   f"{_describe_cost(size, seconds)}), once: cached as {path}", file=sys.stderr)
@@ -124,18 +120,3 @@ def _is_valid(path: Path, T: int) -> bool:
     return True
 
 
-@contextmanager
-def _locked(lock_path: Path):
-    """Hold an exclusive lock on lock_path (POSIX). Without fcntl (Windows) concurrent
-    first uses may both generate; the atomic rename still keeps the file whole."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -18,7 +18,6 @@ refuses to return a damaged sample instead of handing back random pixels, and
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .blur import NO_GAMMA, average_frames, check_gamma, check_T
+from ..atomic import temporary_name
 from .errors import DataError
 
 FORMAT = "b2v"
@@ -183,9 +183,7 @@ class H5Writer:
             raise FileExistsError(f"{self.path}: already exists (pass overwrite / --overwrite to replace it)")
         if not self.path.parent.is_dir():
             raise FileNotFoundError(f"{self.path.parent}: output folder does not exist")
-        # Same folder so the final os.replace is an atomic rename on one file system;
-        # unique name so concurrent writers of the same path never share a temp file.
-        self.tmp = self.path.parent / f".{self.path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        self.tmp = temporary_name(self.path)
         self.file = h5py.File(self.tmp, "w")
         self.bar = tqdm(total=self.total, desc=f"writing {self.path.name}", unit="sample",
                         disable=not self.progress, leave=False)

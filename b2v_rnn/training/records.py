@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
+
+from ..atomic import atomic_path
 
 
 class CsvLog:
@@ -18,12 +19,10 @@ class CsvLog:
             kept = [r for r in rows if int(r["step"]) <= resume_step]
             if rows:
                 self.fields = list(rows[0].keys())
-                tmp = path.with_suffix(".csv.tmp")
-                with open(tmp, "w", newline="") as f:
+                with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
                     w = csv.DictWriter(f, self.fields)
                     w.writeheader()
                     w.writerows(kept)
-                os.replace(tmp, path)
 
     def write(self, row: dict) -> None:
         if self.fields is None:
