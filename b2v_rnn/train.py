@@ -56,7 +56,8 @@ from . import distributed
 from .cli import run_main, set_threads
 from .outputs import locked_output
 from .training.batches import EpochIndexed, StepSampler, open_dataset  # noqa: F401  (public names)
-from .training.options import PRESET_DEFAULTS, build_parser, parse_args  # noqa: F401
+from .training.config import Resume, TrainingConfig  # noqa: F401
+from .training.options import PRESET_DEFAULTS, Start, build_parser, parse_args  # noqa: F401
 from .training.signals import StopSignal
 from .training.step import TeacherForced, lr_at, non_middle, train_step  # noqa: F401
 from .training.trainer import Trainer
@@ -66,15 +67,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Train; returns {"model", "discriminator", "step", "val", "stopped_by"} for tests and
     notebooks: "val" is the last validation summary, "stopped_by" the number of the signal that
     stopped the run early (checkpoint.pt is then saved at "step"), else None."""
-    args = parse_args(argv)
-    set_threads(args.threads)
-    ctx = distributed.setup(args.device)
+    config, resume = parse_args(argv)
+    set_threads(config.threads)
+    ctx = distributed.setup(config.device)
     try:
         with StopSignal() as stop:
             if not ctx.is_main:
-                return Trainer(args, ctx, stop).run()
-            with locked_output(args.out):  # a second run on this folder stops at once, naming our PID
-                return Trainer(args, ctx, stop).run()
+                return Trainer(config, ctx, stop, resume).run()
+            with locked_output(config.out):  # a second run on this folder stops at once, naming our PID
+                return Trainer(config, ctx, stop, resume).run()
     finally:
         distributed.cleanup(ctx)
 

@@ -1,6 +1,7 @@
 """The parts of `python -m b2v_rnn.train`, one job per module.
 
-- ``options``: the command line, preset defaults, merging a resumed run's settings;
+- ``config``: :class:`TrainingConfig`, a run's options, typed and frozen, as checkpoints save them;
+- ``options``: the command line, preset defaults, merging a resumed run's settings into that config;
 - ``run_folder``: what may be in --out before a run starts, and clearing a failed start;
 - ``batches``: the data stream, a function of (seed, step): the HDF5 loader, or clips
   resident in (GPU) memory with the augmentation done there;

@@ -1,11 +1,12 @@
-"""The command line of `python -m b2v_rnn.train`: options, preset defaults, resumed settings."""
+"""The command line of `python -m b2v_rnn.train`: options, preset defaults, resumed settings,
+built once into a frozen :class:`~b2v_rnn.training.config.TrainingConfig` (:func:`parse_args`)."""
 from __future__ import annotations
 
 import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -14,6 +15,7 @@ from ..cli import CliError, HelpFormatter, add_device_arguments, check_T
 from ..data.errors import DataError
 from ..data.photos import PhotoFolder
 from ..losses import ADVERSARIAL_WEIGHT, DEFAULT_PAIR_LOSS, GRADIENT_WEIGHT, PAIR_LOSSES, PAIR_PATCH, PERCEPTUAL_WEIGHT
+from .config import PATH_FIELDS, Resume, TrainingConfig
 
 # Per-preset defaults for what --preset leaves open. "paper": the paper's 320 px crops and
 # batch 24 (Sec. 7). "tiny": the main job, a few minutes on 2 CPU cores with the embedded
@@ -42,7 +44,14 @@ FIXED_ON_RESUME = ("preset", "T", "crop", "batch_size", "seed", "stage", "train"
 # Taken from the command line (or its defaults) even on --resume: where and how to run.
 NOT_RESTORED = ("resume", "out", "overwrite", "init", "init_partial", "device", "num_workers", "no_progress", "threads", "fit_crop",
                 "loader", "memory_format", "save_every", "save_minutes", "amp", "preset_auto")
-PATH_ARGS = ("train", "val", "vgg_weights", "init")
+
+
+class Start(NamedTuple):
+    """What :func:`parse_args` returns: the frozen config, and the state to resume (None
+    for a fresh start)."""
+
+    config: TrainingConfig
+    resume: Resume | None
 
 
 def _preset_help() -> str:
@@ -151,12 +160,12 @@ def explicit_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> se
     return {a.dest for a in parser._actions if typed & set(a.option_strings)}
 
 
-def _restore_from_checkpoint(args, parser, argv) -> None:
-    """--resume: load the state, and take every option not typed from the checkpoint."""
-    path = args.out / "checkpoint.pt" if args.resume == "auto" else Path(args.resume)
+def _load_resume(resume: str, out: Path) -> Resume:
+    """--resume [CKPT]: the training state of CKPT (default: OUT/checkpoint.pt)."""
+    path = out / "checkpoint.pt" if resume == "auto" else Path(resume)
     if not path.is_file():
-        if args.resume == "auto" and args.out.is_dir():
-            raise CliError(f"--resume: no checkpoint at {path}: the run in {args.out} stopped before its first "
+        if resume == "auto" and out.is_dir():
+            raise CliError(f"--resume: no checkpoint at {path}: the run in {out} stopped before its first "
                            "save. Start it again without --resume (its partial outputs are replaced)")
         raise CliError(f"--resume: no checkpoint at {path} (nothing to resume; start without --resume)")
     try:
@@ -165,24 +174,31 @@ def _restore_from_checkpoint(args, parser, argv) -> None:
         raise CliError(f"--resume: {e}") from None
     if "args" not in state or "optimizers" not in state:
         raise CliError(f"--resume: {path} holds weights only, not a training state (use --init to start from it)")
-    explicit = explicit_options(parser, argv)
-    for key, old in state["args"].items():
-        if key in NOT_RESTORED or not hasattr(args, key):
+    return Resume(path, state)
+
+
+def _restored(values: dict, explicit: set[str], resume: Resume, amp: bool) -> dict:
+    """``values`` (the parsed command line) with every option not typed taken from the
+    resumed checkpoint's saved options; a typed one that would change what it computes is an error."""
+    saved, path = resume.state["args"], resume.path
+    merged = dict(values)
+    for key, old in saved.items():
+        if key in NOT_RESTORED or key not in merged:  # an option this version no longer has: ignored
             continue
-        new = getattr(args, key)
+        new = merged[key]
         new = str(new) if isinstance(new, Path) else new
         if key not in explicit:
-            setattr(args, key, Path(old) if key in PATH_ARGS and old is not None else old)
+            merged[key] = Path(old) if key in PATH_FIELDS and old is not None else old
         elif key in FIXED_ON_RESUME and new != old:
             raise CliError(f"--{key.replace('_', '-')} {new} differs from {old} in {path}; a resumed run "
                            "keeps the settings it started with (start a new run with --init instead)")
-    if "pair_loss" not in state["args"] and "pair_loss" not in explicit:
-        args.pair_loss = "eq5"  # runs saved before the option existed trained with eq. 5
-    if state["args"].get("amp") and not args.amp:
+    if "pair_loss" not in saved and "pair_loss" not in explicit:
+        merged["pair_loss"] = "eq5"  # runs saved before the option existed trained with eq. 5
+    if saved.get("amp") and not amp:
         # --amp is where-to-run, not restored; but silently dropping bf16 halves a CPU run's speed.
         print(f"note: --resume: {path} trained with --amp (bf16); this run continues in float32 "
               "(pass --amp to keep bf16)", file=sys.stderr)
-    args.resume_state, args.resume_path = state, path
+    return merged
 
 
 def _device_type(name: str) -> str:
@@ -191,77 +207,89 @@ def _device_type(name: str) -> str:
     return "cuda" if name.startswith("cuda") else "cpu"
 
 
+def _with_defaults(values: dict) -> dict:
+    """``values`` with what the command line left open filled: the preset (by device), its
+    defaults, --decay-steps (= --max-steps) and --num-workers (by device)."""
+    filled = dict(values)
+    device = _device_type(filled["device"])
+    filled["preset_auto"] = filled["preset"] is None
+    if filled["preset"] is None:
+        filled["preset"] = AUTO_PRESET[device]
+    filled["fit_crop"] = filled["crop"] is None  # a preset crop may shrink to fit the data; a typed one may not
+    budgeted = filled["minutes"] is not None
+    for key, value in PRESET_DEFAULTS[filled["preset"]].items():
+        if filled[key] is None:
+            filled[key] = 10**12 if key == "max_steps" and budgeted else value
+    if filled["decay_steps"] is None:
+        filled["decay_steps"] = filled["max_steps"]
+    if filled["num_workers"] is None:
+        filled["num_workers"] = 4 if device == "cuda" else 0
+    return filled
+
+
 def _finite(name: str, value: float | None) -> None:
     if value is not None and not math.isfinite(value):
         raise CliError(f"--{name} {value}: must be a finite number")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse, merge with a resumed checkpoint's arguments, fill preset defaults, validate."""
+def parse_args(argv: Sequence[str] | None = None) -> Start:
+    """The run's options, built once: the command line, merged with a resumed checkpoint's
+    saved options, preset defaults filled, validated; with the loaded --resume state apart."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    args.resume_state = args.resume_path = None
-    if args.resume is not None:
-        if args.init is not None:
+    values = vars(parser.parse_args(argv))
+    resume = None
+    if values["resume"] is not None:
+        if values["init"] is not None:
             raise CliError("--init and --resume exclude each other (resume continues its own weights)")
-        _restore_from_checkpoint(args, parser, argv)
-    args.preset_auto = args.preset is None
-    if args.preset is None:
-        args.preset = AUTO_PRESET[_device_type(args.device)]
-    args.fit_crop = args.crop is None  # a preset crop may shrink to fit the data; a typed one may not
-    budgeted = args.minutes is not None
-    for key, value in PRESET_DEFAULTS[args.preset].items():
-        if getattr(args, key) is None:
-            setattr(args, key, 10**12 if key == "max_steps" and budgeted else value)
-    if args.decay_steps is None:
-        args.decay_steps = args.max_steps
-    _validate(args)
-    return args
+        resume = _load_resume(values["resume"], values["out"])
+        values = _restored(values, explicit_options(parser, argv), resume, values["amp"])
+    config = TrainingConfig(**_with_defaults(values))
+    _validate(config)
+    return Start(config, resume)
 
 
-def _validate(args: argparse.Namespace) -> None:
-    check_T(args.T)
+def _validate(config: TrainingConfig) -> None:
+    """Refuse a bad value, naming it and what it must be (reads only: the config is frozen)."""
+    check_T(config.T)
     for name in ("lr", "generator_lr", "min_lr", "minutes", "save_minutes", "adv_weight", "perceptual_weight", "gradient_weight"):
-        _finite(name.replace("_", "-"), getattr(args, name))
-    if args.crop % 20 or args.crop <= 0:
-        raise CliError(f"--crop {args.crop}: must be a positive multiple of 20 (the model's size multiple)")
+        _finite(name.replace("_", "-"), getattr(config, name))
+    if config.crop % 20 or config.crop <= 0:
+        raise CliError(f"--crop {config.crop}: must be a positive multiple of 20 (the model's size multiple)")
     for key in ("batch_size", "max_steps", "val_every", "log_every", "decay_steps"):
-        if getattr(args, key) < 1:
-            raise CliError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be >= 1")
-    if not 0 <= args.seed < 2**32:  # numpy's seed range
-        raise CliError(f"--seed {args.seed}: must lie in [0, 2**32)")
-    if args.pair_patch < 1:
-        raise CliError(f"--pair-patch {args.pair_patch}: must be >= 1")
-    if args.save_every is not None and args.save_every < 1:
-        raise CliError(f"--save-every {args.save_every}: must be >= 1")
-    if args.minutes is not None and args.minutes <= 0:
-        raise CliError(f"--minutes {args.minutes}: must be > 0")
-    if args.save_minutes < 0:
-        raise CliError(f"--save-minutes {args.save_minutes}: must be >= 0 (0 = off)")
-    if args.num_workers is None:
-        args.num_workers = 4 if _device_type(args.device) == "cuda" else 0
-    if args.num_workers < 0:
-        raise CliError(f"--num-workers {args.num_workers}: must be >= 0")
-    if args.val_samples < 0:
-        raise CliError(f"--val-samples {args.val_samples}: must be >= 0 (0 = all)")
-    if args.loss_domain == "log" and args.pair_loss == "eq5":
+        if getattr(config, key) < 1:
+            raise CliError(f"--{key.replace('_', '-')} {getattr(config, key)}: must be >= 1")
+    if not 0 <= config.seed < 2**32:  # numpy's seed range
+        raise CliError(f"--seed {config.seed}: must lie in [0, 2**32)")
+    if config.pair_patch < 1:
+        raise CliError(f"--pair-patch {config.pair_patch}: must be >= 1")
+    if config.save_every is not None and config.save_every < 1:
+        raise CliError(f"--save-every {config.save_every}: must be >= 1")
+    if config.minutes is not None and config.minutes <= 0:
+        raise CliError(f"--minutes {config.minutes}: must be > 0")
+    if config.save_minutes < 0:
+        raise CliError(f"--save-minutes {config.save_minutes}: must be >= 0 (0 = off)")
+    if config.num_workers < 0:
+        raise CliError(f"--num-workers {config.num_workers}: must be >= 0")
+    if config.val_samples < 0:
+        raise CliError(f"--val-samples {config.val_samples}: must be >= 0 (0 = all)")
+    if config.loss_domain == "log" and config.pair_loss == "eq5":
         raise CliError("--loss-domain log needs a per-patch --pair-loss (eq5 has no per-sample form)")
-    if args.suite_scenes < 1:
-        raise CliError(f"--suite-scenes {args.suite_scenes}: must be >= 1")
-    if args.still_gate is not None and not (math.isfinite(args.still_gate) and args.still_gate >= 0):
-        raise CliError(f"--still-gate {args.still_gate}: must be a finite number >= 0 (0 = off)")
-    if args.suite_photos is not None:
+    if config.suite_scenes < 1:
+        raise CliError(f"--suite-scenes {config.suite_scenes}: must be >= 1")
+    if config.still_gate is not None and not (math.isfinite(config.still_gate) and config.still_gate >= 0):
+        raise CliError(f"--still-gate {config.still_gate}: must be a finite number >= 0 (0 = off)")
+    if config.suite_photos is not None:
         try:
-            PhotoFolder(args.suite_photos)
+            PhotoFolder(config.suite_photos)
         except DataError as e:
             raise CliError(f"--suite-photos: {e}") from None
-    if args.lr <= 0:
-        raise CliError(f"--lr {args.lr}: must be > 0")
-    if args.generator_lr is not None and not args.generator_lr > 0:
-        raise CliError(f"--generator-lr {args.generator_lr}: must be > 0")
-    if not 0 < args.min_lr <= 1:
-        raise CliError(f"--min-lr {args.min_lr}: must lie in (0, 1]")
+    if config.lr <= 0:
+        raise CliError(f"--lr {config.lr}: must be > 0")
+    if config.generator_lr is not None and not config.generator_lr > 0:
+        raise CliError(f"--generator-lr {config.generator_lr}: must be > 0")
+    if not 0 < config.min_lr <= 1:
+        raise CliError(f"--min-lr {config.min_lr}: must lie in (0, 1]")
     for key in ("adv_weight", "perceptual_weight", "gradient_weight"):
-        if getattr(args, key) < 0:
-            raise CliError(f"--{key.replace('_', '-')} {getattr(args, key)}: must be >= 0")
+        if getattr(config, key) < 0:
+            raise CliError(f"--{key.replace('_', '-')} {getattr(config, key)}: must be >= 0")

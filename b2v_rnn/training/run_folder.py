@@ -8,9 +8,9 @@ own, which are never touched without --overwrite (and even then only this script
 """
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
+from typing import Sequence
 
 from ..cli import CliError
 from ..outputs import check_writable, internal_names, refuse_inputs_among_outputs
@@ -29,16 +29,16 @@ def is_failed_start(out: Path) -> bool:
     return bool(entries) and not (out / "checkpoint.pt").exists() and all(p.name in OUTPUTS for p in entries)
 
 
-def check_out(args: argparse.Namespace) -> None:
-    """Refuse to mix with an earlier run unless resuming, --overwrite or a failed start (writes nothing)."""
-    out = args.out
+def check_out(out: Path, resuming: bool, overwrite: bool, inputs: Sequence[Path | None]) -> None:
+    """Refuse to mix with an earlier run unless ``resuming``, ``overwrite`` or a failed start
+    (writes nothing); ``inputs``: the files the run reads (None where not given), none of which
+    a new start may replace."""
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a folder")
     check_writable(out, "--out")
-    if args.resume is None:  # a new start replaces these outputs: none of them may be an input
-        refuse_inputs_among_outputs([out / name for name in OUTPUTS],
-                                    [args.train, args.val, args.init, args.vgg_weights])
-    if args.resume is not None or args.overwrite or not out.is_dir() or not _entries(out):
+    if not resuming:  # a new start replaces these outputs: none of them may be an input
+        refuse_inputs_among_outputs([out / name for name in OUTPUTS], inputs)
+    if resuming or overwrite or not out.is_dir() or not _entries(out):
         return
     if is_failed_start(out):
         return
@@ -49,12 +49,11 @@ def check_out(args: argparse.Namespace) -> None:
                    "--out, or pass --overwrite to write beside them (only this script's outputs are replaced)")
 
 
-def prepare_out(args: argparse.Namespace, log) -> None:
-    """Create the run folder; --overwrite, or a failed start, removes only the files this
-    script writes (never anything else a user keeps in the folder)."""
-    out = args.out
-    if args.resume is None and out.is_dir() and (args.overwrite or is_failed_start(out)):
-        if not args.overwrite:
+def prepare_out(out: Path, resuming: bool, overwrite: bool, log) -> None:
+    """Create the run folder; a new start (not ``resuming``) with ``overwrite``, or over a failed
+    start, first removes only the files this script writes (never anything else a user keeps there)."""
+    if not resuming and out.is_dir() and (overwrite or is_failed_start(out)):
+        if not overwrite:
             log(f"note: {out} holds only the outputs of a start that never saved a checkpoint; replacing them")
         for name in OUTPUTS:
             path = out / name

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import numpy as np
 import torch
+
+from .config import TrainingConfig
 
 
 def rng_state() -> dict:
@@ -28,17 +29,16 @@ def set_rng_state(state: dict) -> None:
     random.setstate((python[-2], tuple(python[:-2]), python[-1]))
 
 
-def training_state(model, disc, optimizers, step: int, args, best: float, world_size: int,
+def training_state(model, disc, optimizers, step: int, config: TrainingConfig, best: float, world_size: int,
                    elapsed_s: float = 0.0, best_metric: str = "patch_seq_psnr") -> dict:
-    """Everything --resume needs; ``best``: the best validation ``best_metric`` so far (how
+    """Everything --resume needs; ``config``: the run's options, saved as the plain dict
+    --resume merges (``"args"``); ``best``: the best validation ``best_metric`` so far (how
     best.pt was chosen); ``elapsed_s``: seconds of training so far (for --minutes)."""
-    saved_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                  if k not in ("resume_state", "resume_path")}
     return {
-        "model": model.state_dict(), "model_config": model.config, "T": args.T,
+        "model": model.state_dict(), "model_config": model.config, "T": config.T,
         "discriminator": disc.state_dict(), "discriminator_config": disc.config,
         "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-        "step": step, "best_metric": best_metric, "best_value": best, "args": saved_args, "rng": rng_state(),
-        "sampler": {"seed": args.seed, "step": step, "batch_size": args.batch_size, "world_size": world_size},
+        "step": step, "best_metric": best_metric, "best_value": best, "args": config.saved(), "rng": rng_state(),
+        "sampler": {"seed": config.seed, "step": step, "batch_size": config.batch_size, "world_size": world_size},
         "elapsed_s": elapsed_s,
     }

@@ -41,11 +41,12 @@ def to_device(batch: dict, device: torch.device, memory_format=torch.contiguous_
     return y, x
 
 
-def train_step(batch, net, disc, disc_module, vgg, optimizers, args, device, amp,
+def train_step(batch, net, disc, disc_module, vgg, optimizers, config, device, amp,
                memory_format=torch.contiguous_format) -> dict[str, torch.Tensor]:
     """One optimisation step of φm, G and D; returns the losses as 0-d tensors, still on the
     device (reading them would wait for the GPU every step: the loop reads them once per
-    logging interval)."""
+    logging interval). ``config``: the loss options (a TrainingConfig, or any object with
+    perceptual_weight, gradient_weight, pair_loss, pair_patch, adv_weight and loss_domain)."""
     y, x = to_device(batch, device, memory_format)
     T = x.shape[1]
     for opt in optimizers.values():
@@ -53,24 +54,24 @@ def train_step(batch, net, disc, disc_module, vgg, optimizers, args, device, amp
     with amp:
         middle, frames = net(y, x)
         # With --perceptual-weight 0 no substitute term either: L_middle is then the MSE alone.
-        log = getattr(args, "loss_domain", "linear") == "log"
-        loss_mid = middle_loss(middle.float(), x[:, T // 2], vgg=vgg, perceptual_weight=args.perceptual_weight,
-                               gradient_weight=args.gradient_weight if args.perceptual_weight > 0 else 0.0, log=log)
-        loss_pair, per_step = sequence_losses(frames.float(), x, kind=args.pair_loss, patch=args.pair_patch, log=log)
+        log = getattr(config, "loss_domain", "linear") == "log"
+        loss_mid = middle_loss(middle.float(), x[:, T // 2], vgg=vgg, perceptual_weight=config.perceptual_weight,
+                               gradient_weight=config.gradient_weight if config.perceptual_weight > 0 else 0.0, log=log)
+        loss_pair, per_step = sequence_losses(frames.float(), x, kind=config.pair_loss, patch=config.pair_patch, log=log)
         fake = non_middle(frames)
         y_rep = y.repeat_interleave(T - 1, dim=0)
-        if args.adv_weight > 0:
+        if config.adv_weight > 0:
             # G's adversarial term goes through the unwrapped D: its gradient on D's weights
             # is discarded (zeroed below), so no DDP gradient sync is wasted on it.
             loss_adv = adversarial_generator_loss(disc_module(y_rep, fake).float())
         else:
             loss_adv = torch.zeros((), device=device)
-    (loss_mid + loss_pair + args.adv_weight * loss_adv).backward()
+    (loss_mid + loss_pair + config.adv_weight * loss_adv).backward()
     optimizers["middle"].step()
     optimizers["generator"].step()
 
     loss_d = torch.zeros((), device=device)
-    if args.adv_weight > 0:
+    if config.adv_weight > 0:
         optimizers["discriminator"].zero_grad(set_to_none=True)
         real = non_middle(x)
         with amp:
@@ -85,11 +86,12 @@ def train_step(batch, net, disc, disc_module, vgg, optimizers, args, device, amp
     return losses
 
 
-def lr_at(step: int, args, elapsed_s: float | None = None) -> float:
+def lr_at(step: int, config, elapsed_s: float | None = None) -> float:
     """Cosine decay from --lr to --min-lr·lr (nanoGPT-style, no warm-up), over --decay-steps,
-    or, with --minutes, over the time budget (``elapsed_s`` seconds of it spent)."""
-    if getattr(args, "minutes", None) is not None and elapsed_s is not None:
-        progress = min(elapsed_s / (60.0 * args.minutes), 1.0)
+    or, with --minutes, over the time budget (``elapsed_s`` seconds of it spent). ``config``: a
+    TrainingConfig, or any object with lr, min_lr, decay_steps and minutes."""
+    if getattr(config, "minutes", None) is not None and elapsed_s is not None:
+        progress = min(elapsed_s / (60.0 * config.minutes), 1.0)
     else:
-        progress = min(step / args.decay_steps, 1.0)
-    return args.lr * (args.min_lr + (1 - args.min_lr) * 0.5 * (1 + math.cos(math.pi * progress)))
+        progress = min(step / config.decay_steps, 1.0)
+    return config.lr * (config.min_lr + (1 - config.min_lr) * 0.5 * (1 + math.cos(math.pi * progress)))

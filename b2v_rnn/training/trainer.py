@@ -32,6 +32,7 @@ from ..data.photos import PhotoFolder
 from ..models import build_discriminator, build_model, load_vgg16
 from . import batches as batch_sources
 from . import step as step_module
+from .config import Resume, TrainingConfig
 from .records import CsvLog, tensorboard_writer
 from .run_folder import check_out, prepare_out
 from .state import set_rng_state, training_state
@@ -58,68 +59,75 @@ def config_differences(expected: dict, found: dict, prefix: str = "") -> list[st
 class Trainer:
     """One training run (see the module doc); :meth:`run` returns its result."""
 
-    def __init__(self, args, ctx, stop) -> None:
-        self.args, self.ctx, self.stop = args, ctx, stop
+    def __init__(self, config: TrainingConfig, ctx, stop, resume: Resume | None = None) -> None:
+        """``config``: the run's options (:func:`~b2v_rnn.training.options.parse_args`);
+        ``resume``: the state --resume loaded, None for a fresh start."""
+        self.ctx, self.stop = ctx, stop
         self.device = ctx.device
         self.log = print if ctx.is_main else (lambda *a, **k: None)
-        self.amp = autocast_for(self.device, args.amp)
-        on_cuda = self.device.type == "cuda"
-        channels_last = args.memory_format in ("auto", "channels_last")
+        self.amp = autocast_for(self.device, config.amp)
+        channels_last = config.memory_format in ("auto", "channels_last")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if on_cuda:
+        if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed crop and batch: pick the fastest kernels once
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        distributed.judged_by_main(ctx, lambda: check_out(args))  # before rank 0 creates anything
+        distributed.judged_by_main(ctx, lambda: check_out(  # before rank 0 creates anything
+            config.out, config.resume is not None, config.overwrite,
+            (config.train, config.val, config.init, config.vgg_weights)))
         # Same seed on every rank: identical initial weights (DDP also broadcasts rank 0's).
-        random.seed(args.seed)
-        np.random.seed(args.seed)
-        torch.manual_seed(args.seed)
-        self._open_data()
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.train_set, self.val_set = self._open_data(config)
+        # The config is final from here on, and checkpoints save it: with the crop actually trained
+        # on (a preset's crop shrinks to the frames of a small file), which a resume then keeps.
+        config = self.config = config.with_crop(self.train_set.crop[0])
         self._build_models()
         self.step, self.best, self.elapsed_before = 0, -math.inf, 0.0
-        if args.init is not None:
-            self._initialise_from(args.init)
-        if args.resume_state is not None:
-            self._resume(args.resume_state)
+        if config.init is not None:
+            self._initialise_from(config.init)
+        if resume is not None:
+            self._resume(resume)
         self._wrap_for_ddp()
         if ctx.is_main:  # only now that every input has been checked
-            prepare_out(args, self.log)
+            prepare_out(config.out, config.resume is not None, config.overwrite, self.log)
         distributed.barrier(ctx)
         self._open_batches()
         self._announce()
-        self.train_csv = CsvLog(args.out / "train.csv", self.step if args.resume_state else None) if ctx.is_main else None
-        self.val_csv = CsvLog(args.out / "val.csv", self.step if args.resume_state else None) if ctx.is_main else None
-        self.tb = tensorboard_writer(args.out) if ctx.is_main else None
+        resume_step = self.step if resume is not None else None
+        self.train_csv = CsvLog(config.out / "train.csv", resume_step) if ctx.is_main else None
+        self.val_csv = CsvLog(config.out / "val.csv", resume_step) if ctx.is_main else None
+        self.tb = tensorboard_writer(config.out) if ctx.is_main else None
 
     # ------------------------------------------------------------------ set-up
-    def _open_data(self) -> None:
-        args, ctx = self.args, self.ctx
-        self.train_set = batch_sources.open_dataset(args.train, "train", args.T, args.crop, True, args.seed, ctx,
-                                                    log=self.log if args.fit_crop else None)
-        args.crop = self.train_set.crop[0]
-        self.val_set = batch_sources.open_dataset(args.val, "val", args.T, None, False, args.seed, ctx)
-        info = self.val_set.info
+    def _open_data(self, config: TrainingConfig) -> tuple:
+        """(training set, validation set); a preset's crop shrinks to fit the training frames."""
+        train_set = batch_sources.open_dataset(config.train, "train", config.T, config.crop, True, config.seed,
+                                               self.ctx, log=self.log if config.fit_crop else None)
+        val_set = batch_sources.open_dataset(config.val, "val", config.T, None, False, config.seed, self.ctx)
+        info = val_set.info
         if min(info.H, info.W) < MIN_METRIC_SIDE:  # found at the first validation otherwise, as a traceback
-            raise CliError(f"--val {self.val_set.path}: frames of {info.H}x{info.W} px are smaller than the "
+            raise CliError(f"--val {val_set.path}: frames of {info.H}x{info.W} px are smaller than the "
                            f"{MIN_METRIC_SIDE} px the validation metrics (SSIM's window) need")
+        return train_set, val_set
 
     def _build_models(self) -> None:
-        args = self.args
-        self.model = build_model(args.preset).to(self.device, memory_format=self.memory_format)
-        if args.still_gate is not None:
-            self.model.still_gate = args.still_gate
-        self.disc = build_discriminator(args.preset).to(self.device, memory_format=self.memory_format)
+        config = self.config
+        self.model = build_model(config.preset).to(self.device, memory_format=self.memory_format)
+        if config.still_gate is not None:
+            self.model.still_gate = config.still_gate
+        self.disc = build_discriminator(config.preset).to(self.device, memory_format=self.memory_format)
         try:
-            vgg = load_vgg16(args.vgg_weights) if args.perceptual_weight > 0 else None
+            vgg = load_vgg16(config.vgg_weights) if config.perceptual_weight > 0 else None
         except (FileNotFoundError, ValueError) as e:
             raise CliError(f"--vgg-weights: {e}") from None
         self.vgg = vgg.to(self.device) if vgg is not None else None
         # On CUDA one fused kernel per optimiser step instead of a few per parameter tensor.
         fused = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizers = {
-            "middle": torch.optim.Adam(self.model.middle.parameters(), lr=args.lr, betas=(0.9, 0.999), **fused),
-            "generator": torch.optim.Adam(self.model.generator.parameters(), lr=args.lr, betas=(0.9, 0.999), **fused),
-            "discriminator": torch.optim.Adam(self.disc.parameters(), lr=args.lr, betas=(0.5, 0.999), **fused),
+            "middle": torch.optim.Adam(self.model.middle.parameters(), lr=config.lr, betas=(0.9, 0.999), **fused),
+            "generator": torch.optim.Adam(self.model.generator.parameters(), lr=config.lr, betas=(0.9, 0.999), **fused),
+            "discriminator": torch.optim.Adam(self.disc.parameters(), lr=config.lr, betas=(0.5, 0.999), **fused),
         }
 
     def _initialise_from(self, path) -> None:
@@ -148,7 +156,7 @@ class Trainer:
             else:
                 differences = config_differences(ours, theirs, f"{part}.")
                 summary = f"{'; '.join(differences[:3])}{' ...' if len(differences) > 3 else ''}"
-                if self.args.init_partial:
+                if self.config.init_partial:
                     count = self._load_matching_tensors(getattr(self.model, part), weights)
                     if count:
                         loaded.append(f"{names[part]} (in part)")
@@ -158,12 +166,12 @@ class Trainer:
         if not loaded:
             trained = state.get("args", {}).get("preset")
             remedy = f"pass --preset {trained}" if trained else "pass the --preset it was trained with"
-            raise CliError(f"--init {path}: no network in it fits --preset {self.args.preset} "
+            raise CliError(f"--init {path}: no network in it fits --preset {self.config.preset} "
                            f"({'; '.join(fresh)}); {remedy}")
         if state.get("discriminator_config") == self.disc.config and "discriminator" in state:
             self.disc.load_state_dict(state["discriminator"])
             loaded.append("D")
-        if self.args.still_gate is None:  # the gate has no weights: it comes with the model it was trained in
+        if self.config.still_gate is None:  # the gate has no weights: it comes with the model it was trained in
             self.model.still_gate = float(config.get("still_gate", 0.0))
         self.log(f"initialised {', '.join(loaded)} from {path}"
                  + (f"; starting fresh where the architecture differs: {' | '.join(fresh)}" if fresh else ""))
@@ -179,32 +187,32 @@ class Trainer:
             network.load_state_dict(matching, strict=False)
         return len(matching)
 
-    def _resume(self, state) -> None:
-        args = self.args
+    def _resume(self, resume: Resume) -> None:
+        state, path = resume.state, resume.path
         try:
-            resumed = model_from_checkpoint(state, args.resume_path)
+            resumed = model_from_checkpoint(state, path)
             self.model.load_state_dict(resumed.state_dict())
-            self.model.still_gate = resumed.still_gate if args.still_gate is None else args.still_gate
+            self.model.still_gate = resumed.still_gate if self.config.still_gate is None else self.config.still_gate
             self.disc.load_state_dict(state["discriminator"])
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
                 for group in opt.param_groups:  # a GPU run's fused Adam may resume on a CPU, and back
                     group["fused"] = self.device.type == "cuda" or None
         except (CheckpointError, ValueError, RuntimeError, KeyError) as e:
-            raise CliError(f"--resume {args.resume_path}: {str(e).splitlines()[0]}") from None
+            raise CliError(f"--resume {path}: {str(e).splitlines()[0]}") from None
         self.step = state["step"]
         # best.pt was chosen by another figure before SELECTION_METRIC: start the comparison afresh
         self.best = state.get("best_value", -math.inf) if state.get("best_metric") == self.selection else -math.inf
         self.elapsed_before = state.get("elapsed_s", 0.0)
         set_rng_state(state["rng"])
-        self.log(f"resumed from {args.resume_path} at step {self.step}")
+        self.log(f"resumed from {path} at step {self.step}")
         saved_world = state["sampler"].get("world_size", 1)
         if saved_world != self.ctx.world_size:
             self.log(f"note: the run was saved with {saved_world} process(es), it resumes with "
                      f"{self.ctx.world_size}: the data order from here on differs from an uninterrupted run")
 
     def _wrap_for_ddp(self) -> None:
-        self.net = step_module.TeacherForced(self.model, self.args.stage)
+        self.net = step_module.TeacherForced(self.model, self.config.stage)
         self.disc_ddp = self.disc
         if self.ctx.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -212,46 +220,46 @@ class Trainer:
             self.disc_ddp = DistributedDataParallel(self.disc, device_ids=ids)
 
     def _open_batches(self) -> None:
-        args = self.args
-        resident = args.loader == "resident" or (
-            args.loader == "auto" and batch_sources.fits_on_device(self.train_set.info, self.device))
+        config = self.config
+        resident = config.loader == "resident" or (
+            config.loader == "auto" and batch_sources.fits_on_device(self.train_set.info, self.device))
         if resident:
-            self.batches = batch_sources.ResidentBatches(self.train_set, args.batch_size, args.seed, self.ctx,
+            self.batches = batch_sources.ResidentBatches(self.train_set, config.batch_size, config.seed, self.ctx,
                                                          self.step, self.device)
             self.loader_name = f"resident on {self.device}"
         else:
-            self.batches = batch_sources.hdf5_batches(self.train_set, args.batch_size, args.seed, self.ctx, self.step,
-                                                      args.num_workers, pin=self.device.type == "cuda")
-            self.loader_name = f"hdf5, {args.num_workers} worker(s)"
+            self.batches = batch_sources.hdf5_batches(self.train_set, config.batch_size, config.seed, self.ctx, self.step,
+                                                      config.num_workers, pin=self.device.type == "cuda")
+            self.loader_name = f"hdf5, {config.num_workers} worker(s)"
 
     def _announce(self) -> None:
-        args, model = self.args, self.model
+        config, model = self.config, self.model
         n_params = {k: sum(p.numel() for p in m.parameters()) for k, m in
                     (("middle", model.middle), ("generator", model.generator), ("disc", self.disc))}
-        chosen = " (chosen for the device; pass --preset to choose)" if args.preset_auto else ""
+        chosen = " (chosen for the device; pass --preset to choose)" if config.preset_auto else ""
         layout = "channels_last" if self.memory_format == torch.channels_last else "contiguous"
-        self.log(f"b2v_rnn.train | preset {args.preset}{chosen} | T={args.T} | stage {args.stage} | device "
-                 f"{self.device} x {self.ctx.world_size} | amp {'bf16' if args.amp else 'off'} | {layout}")
+        self.log(f"b2v_rnn.train | preset {config.preset}{chosen} | T={config.T} | stage {config.stage} | device "
+                 f"{self.device} x {self.ctx.world_size} | amp {'bf16' if config.amp else 'off'} | {layout}")
         self.log(f"ops: {ops.describe()}")
         self.log(f"params: φm {n_params['middle'] / 1e6:.3f} M, G {n_params['generator'] / 1e6:.3f} M, "
                  f"D {n_params['disc'] / 1e6:.3f} M")
-        budget = f"{args.minutes:g} min budget" if args.minutes is not None else f"{args.max_steps:,} steps"
-        self.log(f"train: {self.train_set.path} ({len(self.train_set)} clips, crop {args.crop}, batch "
-                 f"{args.batch_size} x {self.ctx.world_size}, {self.loader_name}, {budget}) | val: {self.val_set.path} "
-                 f"({len(self.val_set)} clips, using {args.val_samples or len(self.val_set)})")
-        if args.perceptual_weight == 0:
+        budget = f"{config.minutes:g} min budget" if config.minutes is not None else f"{config.max_steps:,} steps"
+        self.log(f"train: {self.train_set.path} ({len(self.train_set)} clips, crop {config.crop}, batch "
+                 f"{config.batch_size} x {self.ctx.world_size}, {self.loader_name}, {budget}) | val: {self.val_set.path} "
+                 f"({len(self.val_set)} clips, using {config.val_samples or len(self.val_set)})")
+        if config.perceptual_weight == 0:
             middle_terms = "MSE only (--perceptual-weight 0)"
         elif self.vgg is not None:
-            middle_terms = f"MSE + {args.perceptual_weight} x VGG16 perceptual (relu2_2, relu3_3)"
+            middle_terms = f"MSE + {config.perceptual_weight} x VGG16 perceptual (relu2_2, relu3_3)"
         else:
-            middle_terms = (f"MSE + {args.gradient_weight} x gradient-L1 substitute (NO VGG16 weights: no "
+            middle_terms = (f"MSE + {config.gradient_weight} x gradient-L1 substitute (NO VGG16 weights: no "
                             "perceptual loss)")
-        pair = "eq. 5 (per pixel)" if args.pair_loss == "eq5" else f"{args.pair_loss}, per {args.pair_patch} px patch"
-        if args.loss_domain == "log":
+        pair = "eq. 5 (per pixel)" if config.pair_loss == "eq5" else f"{config.pair_loss}, per {config.pair_patch} px patch"
+        if config.loss_domain == "log":
             middle_terms = middle_terms.replace("MSE", "mean log per-sample MSE", 1)
             pair += ", mean log per sample"
-        self.log(f"losses: L_middle = {middle_terms}; G: pair loss ({pair}) + {args.adv_weight} x hinge adversarial")
-        if self.device.type == "cpu" and args.preset == "paper":
+        self.log(f"losses: L_middle = {middle_terms}; G: pair loss ({pair}) + {config.adv_weight} x hinge adversarial")
+        if self.device.type == "cpu" and config.preset == "paper":
             self.log("note: the paper preset on a CPU takes about a minute and several GB per step; "
                      "--preset tiny or small finish in minutes or hours")
         threads = torch.get_num_threads()
@@ -265,27 +273,27 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict:
-        args, ctx = self.args, self.ctx
+        config, ctx = self.config, self.ctx
         self.loop_start = self.last_save = time.monotonic()
         self.sums: dict[str, torch.Tensor] = {}
         self.interval_start, self.interval_steps = time.perf_counter(), 0
         self.last_val: dict = {}
-        self.bar = tqdm(total=None if args.minutes is not None else args.max_steps, initial=self.step, desc="train",
-                        unit="step", dynamic_ncols=True, disable=args.no_progress or not ctx.is_main)
+        self.bar = tqdm(total=None if config.minutes is not None else config.max_steps, initial=self.step, desc="train",
+                        unit="step", dynamic_ncols=True, disable=config.no_progress or not ctx.is_main)
         self.model.train()
         self.disc.train()
         self.stop.defer()  # from here a signal finishes the step and saves
-        stopped_by, finished = None, self.step >= args.max_steps or self._budget_spent()
+        stopped_by, finished = None, self.step >= config.max_steps or self._budget_spent()
         while not finished:
             self._set_lr()
             losses = step_module.train_step(next(self.batches), self.net, self.disc_ddp, self.disc, self.vgg,
-                                            self.optimizers, args, self.device, self.amp, self.memory_format)
+                                            self.optimizers, config, self.device, self.amp, self.memory_format)
             self._count(losses)
-            finished = self.step >= args.max_steps or self._budget_spent()
-            if self.step % args.log_every == 0 or finished:
+            finished = self.step >= config.max_steps or self._budget_spent()
+            if self.step % config.log_every == 0 or finished:
                 self._log_interval()
             saved = False
-            if self.step % args.val_every == 0 or finished:
+            if self.step % config.val_every == 0 or finished:
                 self._validate_and_save()
                 saved = True
             elif self._save_due():
@@ -303,8 +311,8 @@ class Trainer:
         if finished:
             stopped_by = None  # a signal during the last step: the run is complete all the same
         if ctx.is_main:
-            self.log(f"stopped at step {self.step}: checkpoint.pt saved; continue with --resume --out {args.out}"
-                     if stopped_by is not None else f"done: {self.step} steps; outputs in {args.out}")
+            self.log(f"stopped at step {self.step}: checkpoint.pt saved; continue with --resume --out {config.out}"
+                     if stopped_by is not None else f"done: {self.step} steps; outputs in {config.out}")
         return {"model": self.model, "discriminator": self.disc, "step": self.step, "val": self.last_val,
                 "stopped_by": stopped_by}
 
@@ -313,16 +321,16 @@ class Trainer:
         return self.elapsed_before + time.monotonic() - self.loop_start
 
     def _budget_spent(self) -> bool:
-        if self.args.minutes is None:
+        if self.config.minutes is None:
             return False
-        spent = int(self.elapsed() >= 60.0 * self.args.minutes)
+        spent = int(self.elapsed() >= 60.0 * self.config.minutes)
         return bool(distributed.max_over_ranks(spent, self.ctx))  # every rank stops at the same step
 
     def _set_lr(self) -> None:
-        args = self.args
-        self.lr = step_module.lr_at(self.step, args, self.elapsed())
+        config = self.config
+        self.lr = step_module.lr_at(self.step, config, self.elapsed())
         for name, opt in self.optimizers.items():
-            scale = args.generator_lr / args.lr if name == "generator" and args.generator_lr else 1.0
+            scale = config.generator_lr / config.lr if name == "generator" and config.generator_lr else 1.0
             for group in opt.param_groups:
                 group["lr"] = self.lr * scale
 
@@ -334,10 +342,10 @@ class Trainer:
         self.bar.update(1)
 
     def _log_interval(self) -> None:
-        args, ctx = self.args, self.ctx
+        config, ctx = self.config, self.ctx
         values = {k: v.item() / self.interval_steps for k, v in self.sums.items()}  # one device sync per interval
         mean = distributed.mean_over_ranks(values, ctx)
-        rate = self.interval_steps * args.batch_size * ctx.world_size / (time.perf_counter() - self.interval_start)
+        rate = self.interval_steps * config.batch_size * ctx.world_size / (time.perf_counter() - self.interval_start)
         if ctx.is_main:
             row = {"step": self.step, **{k: f"{v:.6g}" for k, v in mean.items()}, "lr": f"{self.lr:.4g}",
                    "samples_per_s": f"{rate:.3g}"}
@@ -352,19 +360,19 @@ class Trainer:
         self.sums, self.interval_start, self.interval_steps = {}, time.perf_counter(), 0
 
     def _validate_and_save(self) -> None:
-        args, ctx, step = self.args, self.ctx, self.step
+        config, ctx, step = self.config, self.ctx, self.step
         if ctx.is_main:
             t0 = time.perf_counter()
-            self.last_val, (y, pred, truth) = validate(self.model, self.val_set, args.T, self.device, self.amp,
-                                                       args.val_samples, self.memory_format)
+            self.last_val, (y, pred, truth) = validate(self.model, self.val_set, config.T, self.device, self.amp,
+                                                       config.val_samples, self.memory_format)
             val = self.last_val
             tag = f"step_{step:06d}"
-            visualize.save_gif(visualize.side_by_side(y, pred, truth), args.out / "samples" / f"{tag}.gif")
+            visualize.save_gif(visualize.side_by_side(y, pred, truth), config.out / "samples" / f"{tag}.gif")
             visualize.plot_psnr_per_frame(
                 {"prediction": val["frame_psnr"], "blurry input": val["blurry_frame_psnr"]},
-                args.out / "plots" / f"psnr_{tag}.png", title=f"val psnr per frame, step {step}")
+                config.out / "plots" / f"psnr_{tag}.png", title=f"val psnr per frame, step {step}")
             scalars = {k: v for k, v in val.items() if not isinstance(v, list)}
-            if args.select == "suite":
+            if config.select == "suite":
                 scalars.update(self._suite_margins())
             self.val_csv.write({"step": step, **{k: f"{v:.6g}" for k, v in scalars.items()}})
             if self.tb is not None:
@@ -375,13 +383,13 @@ class Trainer:
                        f"{val['seq_psnr']:.2f} | per-patch seq PSNR {val['patch_seq_psnr']:.2f} (gain "
                        f"{val['patch_seq_psnr_gain']:+.2f}) | PWPSNR {val['pwpsnr']:.2f} | consistency "
                        f"{val['consistency_psnr']:.2f} | {time.perf_counter() - t0:.1f} s")
-            value = scalars["suite_score"] if args.select == "suite" else val[SELECTION_METRIC]
+            value = scalars["suite_score"] if config.select == "suite" else val[SELECTION_METRIC]
             improved = value > self.best
             self.best = max(self.best, value)
             state = self._state()
-            save_checkpoint(state, args.out / "checkpoint.pt")
+            save_checkpoint(state, config.out / "checkpoint.pt")
             if improved:
-                save_checkpoint(state, args.out / "best.pt")
+                save_checkpoint(state, config.out / "best.pt")
             self.last_save = time.monotonic()
         distributed.barrier(ctx)
         self.interval_start = time.perf_counter()  # validation time is not training throughput
@@ -389,18 +397,18 @@ class Trainer:
     @property
     def selection(self) -> str:
         """The figure best.pt is chosen by, as checkpoints record it."""
-        return "suite_score" if self.args.select == "suite" else SELECTION_METRIC
+        return "suite_score" if self.config.select == "suite" else SELECTION_METRIC
 
     def _suite_margins(self) -> dict:
         """--select suite: each family's margin and the worst one ("suite_score") of the do-no-harm
         suite (seed 1; its reports use seed 0)."""
-        args = self.args
-        photos = PhotoSource(PhotoFolder(args.suite_photos)) if args.suite_photos else EMBEDDED_HELD_OUT
+        config = self.config
+        photos = PhotoSource(PhotoFolder(config.suite_photos)) if config.suite_photos else EMBEDDED_HELD_OUT
         self.model.eval()
         try:
             with self.amp:
                 report, _ = suite.run(lambda y: self.model.extract(y.to(self.device).contiguous(
-                    memory_format=self.memory_format), args.T), n=args.suite_scenes, T=args.T, size=96, seed=1,
+                    memory_format=self.memory_format), config.T), n=config.suite_scenes, T=config.T, size=96, seed=1,
                     photos=photos, progress=False)
         finally:
             self.model.train()
@@ -411,21 +419,21 @@ class Trainer:
                 "suite_score": suite.score(report)}
 
     def _save_due(self) -> bool:
-        args = self.args
-        if args.save_every is not None and self.step % args.save_every == 0:
+        config = self.config
+        if config.save_every is not None and self.step % config.save_every == 0:
             return True
-        if args.save_minutes <= 0:
+        if config.save_minutes <= 0:
             return False
-        due = int(time.monotonic() - self.last_save >= 60.0 * args.save_minutes)
+        due = int(time.monotonic() - self.last_save >= 60.0 * config.save_minutes)
         return bool(distributed.max_over_ranks(due, self.ctx))
 
     def _save(self) -> None:
         if self.ctx.is_main:
-            save_checkpoint(self._state(), self.args.out / "checkpoint.pt")
+            save_checkpoint(self._state(), self.config.out / "checkpoint.pt")
         self.last_save = time.monotonic()
         distributed.barrier(self.ctx)
 
     def _state(self) -> dict:
-        return training_state(self.model, self.disc, self.optimizers, self.step, self.args, self.best,
+        return training_state(self.model, self.disc, self.optimizers, self.step, self.config, self.best,
                               self.ctx.world_size, elapsed_s=self.elapsed(), best_metric=self.selection)
 
