@@ -68,6 +68,19 @@ HEADS = ("shuffle", "smooth")
 shuffle, or features upsampled by interpolation (no per-phase parameters, no grid)."""
 
 
+def check_head(head: str) -> None:
+    """ValueError unless ``head`` is one of :data:`HEADS`."""
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
+
+
+def check_linear_skip(linear_skip: int) -> None:
+    """ValueError unless ``linear_skip`` is 0 (off) or an odd kernel size."""
+    if isinstance(linear_skip, bool) or not isinstance(linear_skip, int) or linear_skip < 0 \
+            or (linear_skip and linear_skip % 2 == 0):
+        raise ValueError(f"linear_skip must be 0 (off) or an odd kernel size, got {linear_skip!r}")
+
+
 class SmoothHead(nn.Module):
     """The grid-free output path of :class:`PlaneRefinement` (docs/design.md §2.2).
 
@@ -128,11 +141,10 @@ class PlaneRefinement(nn.Module):
 
     def __init__(
         self, channels: int, num_blocks: int, num_dilated: int, fusion_taps: int, factor: int, rgb_channels: int,
-        head: str = "shuffle", head_channels: int = 16,
+        head: str, head_channels: int,
     ) -> None:
         super().__init__()
-        if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; expected one of {HEADS}")
+        check_head(head)
         self.factor, self.head_kind = factor, head
         self.blocks = nn.ModuleList(PreActResBlock(channels, d) for d in dilation_schedule(num_blocks, num_dilated))
         self.fusion_points = fusion_points(num_blocks, fusion_taps)
