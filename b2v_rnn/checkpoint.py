@@ -2,12 +2,15 @@
 the package.
 
 A checkpoint is a dict saved with `torch.save`:
-    format="b2v_rnn-checkpoint", version=1,
-    model          BlurToVideo state dict        model_config  its `config` (JSON-able)
-    T              frames per clip it was trained on
+    format="b2v_rnn-checkpoint", version=VERSION (2),
+    model          the model's state dict        model_config  its `config`: every field of its
+    T              frames per clip it was        config dataclass, as a plain dict
+                   trained on                    (`dataclasses.asdict`, JSON-able)
     and, in training checkpoints, also
     discriminator, discriminator_config, optimizers {name: state}, step, args (dict),
     rng {torch, cuda, numpy, python}, sampler {seed, step, ...}.
+Files of an older version are read through `upgrade`, which converts them to this layout; a
+version newer than this b2v_rnn's is refused.
 Everything in it is tensors and plain Python values (the numpy RNG state is stored as a
 list), so it loads with `torch.load(weights_only=True)`: loading a checkpoint never runs
 code from the file.
@@ -28,7 +31,22 @@ import torch
 from .atomic import atomic_path
 
 FORMAT = "b2v_rnn-checkpoint"
-VERSION = 1
+VERSION = 2
+"""The layout this b2v_rnn writes. Version 1 stored in a BlurToVideo config only the options
+that differed from their legacy values (:data:`VERSION_1_OMITTED`); version 2 stores every field
+of each network's config dataclass (``b2v_rnn.models``)."""
+
+VERSION_1_OMITTED = {
+    "model": {"still_gate": 0.0},
+    "middle": {"linear_skip": 0, "head": "shuffle", "head_channels": 16},
+    "generator": {"motion": "residual", "flow_channels": 32, "linear_skip": 0, "head": "shuffle",
+                  "head_channels": 16},
+}
+"""What a key missing from a version-1 BlurToVideo config meant: the value the constructor took
+by default when the option was added (the paper's networks: shuffle heads, a residual G, no
+linear skips, no still gate). Options were added in pairs (motion with flow_channels, head with
+head_channels), so a file lacks both or neither. The widths, and every key of a
+PatchDiscriminator's and of Jin2018's config, were always written."""
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.pt"
 
@@ -42,12 +60,31 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable, corrupt, or does not fit its use."""
 
 
+def check_configs(state: dict) -> None:
+    """CheckpointError unless the configs in ``state`` (``model_config``, ``discriminator_config``)
+    are whole configs of the current layout: a file marked with this :data:`VERSION` promises every
+    field, and `upgrade` trusts that promise."""
+    from .models import config_from_dict
+
+    for key in ("model_config", "discriminator_config"):
+        if key in state:
+            try:
+                config_from_dict(state[key])
+            except (ValueError, TypeError) as e:
+                raise CheckpointError(f"refusing to write a version-{VERSION} checkpoint whose {key} is not "
+                                      f"whole: {e}") from None
+
+
 def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
     """`torch.save(state)` to `path` atomically: written under a unique temporary name in
     the same folder, flushed to disk, then renamed, so `path` is always either the old or
-    the new complete file (an interruption never leaves a truncated checkpoint)."""
+    the new complete file (an interruption never leaves a truncated checkpoint).
+
+    The file is marked with this b2v_rnn's :data:`VERSION`, whatever ``state`` holds under
+    ``version``, so its configs must be whole (:func:`check_configs`)."""
     path = Path(path)
-    state = {"format": FORMAT, "version": VERSION, **state}
+    state = {**state, "format": FORMAT, "version": VERSION}
+    check_configs(state)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(state, f)
         f.flush()
@@ -76,23 +113,69 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path}: not a b2v_rnn checkpoint (format={found!r}, expected {FORMAT!r})")
-    if state.get("version") != VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {state.get('version')!r} is not supported "
-                              f"(this b2v_rnn reads version {VERSION})")
+    try:
+        state = upgrade(state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     for key in ("model", "model_config", "T"):
         if key not in state:
             raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
     return state
 
 
+def _from_version_1(state: dict) -> dict:
+    """Version 1 → 2: a BlurToVideo config's omitted keys written out at their legacy values
+    (:data:`VERSION_1_OMITTED`). A config that is not a BlurToVideo's, or not a dict, is left for
+    `model_from_checkpoint` to refuse with its own message."""
+    config = state.get("model_config")
+    if not isinstance(config, dict) or config.get("kind") != "BlurToVideo":
+        return state
+    def completed(stored: dict, omitted: dict) -> dict:
+        return {**stored, **{key: value for key, value in omitted.items() if key not in stored}}
+
+    config = completed(config, VERSION_1_OMITTED["model"])
+    for part in ("middle", "generator"):
+        if isinstance(config.get(part), dict):
+            config[part] = completed(config[part], VERSION_1_OMITTED[part])
+    return {**state, "model_config": config}
+
+
+UPGRADES = {1: _from_version_1}
+"""Version → the function that converts a checkpoint dict of that version to the next one."""
+
+
+def upgrade(state: dict) -> dict:
+    """A checkpoint dict of any version this b2v_rnn reads, converted to the current layout
+    (:data:`VERSION`) by each step of :data:`UPGRADES` from its version on; a new dict, ``state``
+    is left as it was. CheckpointError for a version it cannot read: none, or a newer one."""
+    version = state.get("version")
+    readable = f"this b2v_rnn reads versions 1 to {VERSION}"
+    is_int = isinstance(version, int) and not isinstance(version, bool)
+    if is_int and version > VERSION:
+        raise CheckpointError(f"checkpoint version {version} was written by a newer b2v_rnn ({readable}); "
+                              "update b2v_rnn to read it")
+    if not is_int or (version != VERSION and version not in UPGRADES):
+        raise CheckpointError(f"checkpoint version {version!r} is not supported ({readable})")
+    while version < VERSION:
+        state = UPGRADES[version](state)
+        version += 1
+    return {**state, "version": VERSION}
+
+
 def model_from_checkpoint(state: dict, path: str | os.PathLike = "checkpoint"):
-    """Rebuild the BlurToVideo model a loaded checkpoint describes, with its weights.
+    """Rebuild the model a loaded checkpoint describes, with its weights (a checkpoint dict of an
+    older version is upgraded first, as `load_checkpoint` does).
 
     An architecture the config does not describe (a checkpoint of another model, an edited
     config, weights of other shapes) raises CheckpointError naming the file.
     """
     from .models import build_model_from_config
 
+    if "version" in state:
+        try:
+            state = upgrade(state)
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
     config = state["model_config"]
     if not isinstance(config, dict) or config.get("kind") not in INFERENCE_KINDS:
         kind = config.get("kind") if isinstance(config, dict) else type(config).__name__

@@ -3,6 +3,7 @@ gradients, presets, configs and VGG16 loading. Tiny preset and small images thro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 
@@ -11,14 +12,21 @@ import torch
 
 from b2v_rnn.losses import adversarial_discriminator_loss, middle_loss, sequence_losses
 from b2v_rnn.models import (
+    PRESETS,
     BlurToVideo,
+    BlurToVideoConfig,
+    GeneratorConfig,
+    Jin2018Config,
+    MiddleConfig,
     MiddleNet,
     PatchDiscriminator,
     VGG16Features,
     build_discriminator,
     build_model,
     build_model_from_config,
+    config_from_dict,
     load_vgg16,
+    preset_config,
 )
 from b2v_rnn.models import vgg as vgg_module
 from b2v_rnn.models.blocks import crop_to, dilation_schedule, fusion_points, pad_to_multiple
@@ -273,8 +281,14 @@ def test_named_vgg_file_that_is_missing_raises(tmp_path, monkeypatch):
         load_vgg16()
 
 
+SMALL_MIDDLE = dict(channels=8, num_blocks=2, num_dilated=0, fusion_taps=1, factor=4, rgb_channels=8)
+SMALL_GENERATOR = dict(blurry_channels=12, near_channels=6, far_channels=6, num_blocks=4, num_dilated=2,
+                       fusion_taps=2, factor=5, rgb_channels=16)
+"""Widths small enough for quick tests; each test names the options it is about."""
+
+
 def flow_generator() -> RecurrentGenerator:
-    return RecurrentGenerator(12, 6, 6, 4, 2, 2, 5, 16, motion="flow", flow_channels=8)
+    return RecurrentGenerator(**SMALL_GENERATOR, motion="flow", flow_channels=8, linear_skip=0)
 
 
 def test_warp_moves_by_the_flow_and_is_exact_at_zero():
@@ -304,25 +318,28 @@ def test_flow_generator_starts_as_a_copy_and_learns_through_the_flow():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_motion_option_config_and_old_configs():
-    residual = RecurrentGenerator(12, 6, 6, 4, 2, 2, 5, 16)
-    assert "motion" not in residual.config and not any(k.startswith("flow") for k in residual.state_dict())
+def test_motion_option_config():
+    """G's config names its motion whichever it is; only the flow G has the flow branch's weights."""
+    residual = RecurrentGenerator(**SMALL_GENERATOR, motion="residual")
+    assert residual.config["motion"] == "residual" and not any(k.startswith("flow") for k in residual.state_dict())
     flow = flow_generator()
     assert flow.config["motion"] == "flow" and flow.config["flow_channels"] == 8
     rebuilt = RecurrentGenerator(**json.loads(json.dumps(flow.config)))
     rebuilt.load_state_dict(flow.state_dict())
+    assert RecurrentGenerator().architecture.motion == "flow"  # the presets' choice is the default
     with pytest.raises(ValueError, match="unknown motion parameterisation 'optical'"):
         RecurrentGenerator(motion="optical")
 
 
-def test_linear_skip_starts_at_zero_and_enters_the_config_only_when_set():
+def test_linear_skip_starts_at_zero_and_is_always_in_the_config():
     torch.manual_seed(0)
-    middle = MiddleNet(8, 2, 0, 1, 4, 8, linear_skip=3)
-    generator = RecurrentGenerator(12, 6, 6, 4, 2, 2, 5, 16, motion="flow", flow_channels=8, linear_skip=3)
+    middle = MiddleNet(**SMALL_MIDDLE, linear_skip=3)
+    generator = RecurrentGenerator(**SMALL_GENERATOR, motion="flow", flow_channels=8, linear_skip=3)
     y, near, far = (torch.rand(1, 3, 21, 19) for _ in range(3))
     assert torch.equal(middle(y), y) and torch.equal(generator(y, near, far), near)
     assert middle.config["linear_skip"] == 3 and generator.config["linear_skip"] == 3
-    assert "linear_skip" not in MiddleNet(8, 2, 0, 1, 4, 8).config
+    plain = MiddleNet(**SMALL_MIDDLE)
+    assert plain.config["linear_skip"] == 0 and not any(k.startswith("skip") for k in plain.state_dict())
     # The skip is a plain convolution: a 3×3 identity kernel on y adds y to φm's output.
     with torch.no_grad():
         middle.skip.weight.zero_()
@@ -333,19 +350,67 @@ def test_linear_skip_starts_at_zero_and_enters_the_config_only_when_set():
         MiddleNet(linear_skip=2)
 
 
-def test_head_option_config_and_old_configs():
-    """The paper's shuffle head stays the default of the class (so configs of weights saved before
-    the option rebuild it, with their state-dict keys); the presets' φm uses the smooth head."""
-    shuffle = MiddleNet(8, 2, 0, 1, 4, 8)
-    assert "head" not in shuffle.config and "refinement.to_rgb.weight" in shuffle.state_dict()
-    smooth = MiddleNet(8, 2, 0, 1, 4, 8, head="smooth", head_channels=4)
+def test_head_option_config():
+    """φm's default head is the presets' smooth one; the paper's shuffle head, chosen by name,
+    keeps the state-dict keys of the weights trained with it."""
+    shuffle = MiddleNet(**SMALL_MIDDLE, head="shuffle")
+    assert shuffle.config["head"] == "shuffle" and "refinement.to_rgb.weight" in shuffle.state_dict()
+    smooth = MiddleNet(**SMALL_MIDDLE, head_channels=4)
     assert smooth.config["head"] == "smooth" and smooth.config["head_channels"] == 4
     assert not any(k.startswith("refinement.to_rgb") for k in smooth.state_dict())
     rebuilt = MiddleNet(**json.loads(json.dumps(smooth.config)))
     rebuilt.load_state_dict(smooth.state_dict())
     assert all(build_model(p).middle.config["head"] == "smooth" for p in ("paper", "small", "tiny"))
-    generator = RecurrentGenerator(12, 6, 6, 4, 2, 2, 5, 16, head="smooth")
+    generator = RecurrentGenerator(**SMALL_GENERATOR, head="smooth")
     y = torch.rand(1, 3, 21, 19)
     assert torch.equal(generator(y, y, y), y) and torch.equal(smooth(y), y)  # identity at initialisation
     with pytest.raises(ValueError, match="unknown head 'transposed'"):
         MiddleNet(head="transposed")
+
+
+def test_configs_are_frozen_whole_and_default_to_the_paper_preset():
+    """Every field is in every config dict, whatever its value; the configs' defaults build
+    exactly the "paper" preset; a config plus keyword arguments replaces the named fields."""
+    assert BlurToVideo().config == build_model("paper").config == dataclasses.asdict(BlurToVideoConfig())
+    assert PatchDiscriminator().config == build_discriminator("paper").config
+    for preset in PRESETS:
+        config = build_model(preset).config
+        assert set(config) == {f.name for f in dataclasses.fields(BlurToVideoConfig)}
+        assert set(config["middle"]) == {f.name for f in dataclasses.fields(MiddleConfig)}
+        assert set(config["generator"]) == {f.name for f in dataclasses.fields(GeneratorConfig)}
+        assert preset_config(preset) == build_model(preset).architecture
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        MiddleConfig().channels = 3
+    narrow = MiddleNet(MiddleConfig(**SMALL_MIDDLE), head="shuffle")
+    assert (narrow.architecture.channels, narrow.architecture.head) == (8, "shuffle")
+    with pytest.raises(TypeError, match="takes a MiddleConfig"):
+        MiddleNet(8)
+    with pytest.raises(TypeError, match="width"):
+        RecurrentGenerator(width=3)
+
+
+def test_config_from_dict_wants_every_field_and_no_other():
+    """A stored config that lacks a field would otherwise be built with today's default."""
+    config = build_model("tiny").config
+    assert config_from_dict(config) == preset_config("tiny")
+    partial = {**config, "generator": {k: v for k, v in config["generator"].items() if k != "motion"}}
+    with pytest.raises(ValueError, match=r"invalid generator config .*missing keys \['motion'\]"):
+        config_from_dict(partial)
+    with pytest.raises(ValueError, match=r"invalid model config .*missing keys \['still_gate'\]"):
+        config_from_dict({k: v for k, v in config.items() if k != "still_gate"})
+    with pytest.raises(ValueError, match=r"invalid discriminator config .*unknown keys \['depth'\]"):
+        config_from_dict({**build_discriminator("tiny").config, "depth": 3})
+    assert config_from_dict({"kind": "Jin2018"}) == Jin2018Config()
+
+
+def test_still_gate_is_checked_when_set_and_enters_the_config():
+    model = build_model("tiny")
+    model.still_gate = 0.02
+    assert model.config["still_gate"] == 0.02 and model.architecture.still_gate == 0.02
+    for bad in (-1.0, float("nan"), float("inf"), True, "0.1"):
+        with pytest.raises(ValueError, match="still_gate must be a finite number >= 0"):
+            model.still_gate = bad
+        with pytest.raises(ValueError, match="still_gate must be a finite number >= 0"):
+            BlurToVideoConfig(still_gate=bad)
+    gate = BlurToVideoConfig(still_gate=1).still_gate
+    assert gate == 1.0 and isinstance(gate, float)

@@ -312,7 +312,7 @@ def test_init_partial_loads_the_trunk_under_a_new_head(data, tmp_path, capsys):
 
     earlier = tmp_path / "earlier.pt"
     old = build_model("tiny")
-    config = {**old.config, "middle": {k: v for k, v in old.config["middle"].items() if not k.startswith("head")}}
+    config = {**old.config, "middle": {**old.config["middle"], "head": "shuffle"}}
     shuffle_middle = type(old.middle)(**config["middle"])
     old.middle = shuffle_middle
     for p in old.parameters():

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .blocks import crop_to, pad_to_multiple
-from .middle_net import MiddleNet
-from .recurrent_generator import RecurrentGenerator
+from .middle_net import MiddleConfig, MiddleNet
+from .recurrent_generator import GeneratorConfig, RecurrentGenerator
 
 
 def check_T(T: int) -> None:
@@ -19,8 +23,41 @@ def check_T(T: int) -> None:
         raise ValueError(f"T must be an odd integer >= 3, got T={T!r}")
 
 
+def checked_still_gate(still_gate: float) -> float:
+    """``still_gate`` as a float; ValueError unless it is a finite number >= 0 (0 = off)."""
+    if isinstance(still_gate, bool) or not isinstance(still_gate, numbers.Real) \
+            or not (math.isfinite(still_gate) and still_gate >= 0):
+        raise ValueError(f"still_gate must be a finite number >= 0 (0 = off), got {still_gate!r}")
+    return float(still_gate)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BlurToVideoConfig:
+    """The whole model: φm's and G's configs and the still gate τ (0 = off; see :class:`BlurToVideo`).
+    The defaults are the "paper" preset's. ``kind`` is fixed; it names the model in a checkpoint."""
+
+    kind: str = field(default="BlurToVideo", init=False)
+    middle: MiddleConfig = field(default_factory=MiddleConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    still_gate: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, cls in (("middle", MiddleConfig), ("generator", GeneratorConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise TypeError(f"BlurToVideoConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r} "
+                                "(b2v_rnn.models.config_from_dict reads a stored dict)")
+        # Frozen: the checked value replaces the given one (an int gate becomes the float it means).
+        object.__setattr__(self, "still_gate", checked_still_gate(self.still_gate))
+
+
 class BlurToVideo(nn.Module):
     """Blurry image y (B, 3, H, W) → sharp frames x̂ (B, T, 3, H, W), for any odd T ≥ 3.
+
+    ``BlurToVideo(middle, generator, still_gate)``: each network given built (a :class:`MiddleNet`,
+    a :class:`RecurrentGenerator`) or as its config (None: the config's defaults, the "paper"
+    preset's); :meth:`from_config` builds one from a :class:`BlurToVideoConfig`. ``architecture``
+    is the model's config as it stands (``still_gate`` may be set later) and ``config`` its plain
+    dict, which checkpoints store.
 
     ``middle`` (φm) predicts x̂[m]; ``generator`` (G), one set of weights, produces every other
     frame by unrolling (T−1)/2 steps outward (:meth:`unroll`). Any H×W: the inputs are padded once
@@ -40,19 +77,40 @@ class BlurToVideo(nn.Module):
     returned frames are clamped: the recurrence always feeds G the raw frames, as in training.
     """
 
-    def __init__(self, middle: MiddleNet, generator: RecurrentGenerator, still_gate: float = 0.0) -> None:
+    def __init__(
+        self,
+        middle: MiddleNet | MiddleConfig | None = None,
+        generator: RecurrentGenerator | GeneratorConfig | None = None,
+        still_gate: float = 0.0,
+    ) -> None:
         super().__init__()
-        if not (math.isfinite(still_gate) and still_gate >= 0):
-            raise ValueError(f"still_gate must be a finite number >= 0 (0 = off), got {still_gate!r}")
-        self.middle = middle
-        self.generator = generator
-        self.still_gate = float(still_gate)
-        self.size_multiple = math.lcm(middle.factor, generator.factor)
+        self.middle = middle if isinstance(middle, nn.Module) else MiddleNet(middle)
+        self.generator = generator if isinstance(generator, nn.Module) else RecurrentGenerator(generator)
+        self.still_gate = still_gate
+        self.size_multiple = math.lcm(self.middle.factor, self.generator.factor)
+
+    @classmethod
+    def from_config(cls, config: BlurToVideoConfig) -> BlurToVideo:
+        return cls(config.middle, config.generator, config.still_gate)
 
     @property
-    def config(self) -> dict:
-        return {"kind": "BlurToVideo", "middle": self.middle.config, "generator": self.generator.config,
-                "still_gate": self.still_gate}
+    def still_gate(self) -> float:
+        return self._still_gate
+
+    @still_gate.setter
+    def still_gate(self, value: float) -> None:
+        # Checked here: training and the suite set it after the model is built.
+        self._still_gate = checked_still_gate(value)
+
+    @property
+    def architecture(self) -> BlurToVideoConfig:
+        return BlurToVideoConfig(middle=self.middle.architecture, generator=self.generator.architecture,
+                                 still_gate=self.still_gate)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``architecture`` as a plain dict (every field), as checkpoints store it."""
+        return dataclasses.asdict(self.architecture)
 
     def forward(self, y: Tensor, T: int = 7) -> Tensor:
         return self.extract(y, T)

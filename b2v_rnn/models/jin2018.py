@@ -31,6 +31,10 @@ blocks' ``forward`` reads them into the fused ops.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -242,24 +246,40 @@ NETWORKS = ("center", "frames35", "frames26", "frames17")
 """The attribute names of :class:`Jin2018`'s four networks, in the order they run."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class Jin2018Config:
+    """:class:`Jin2018`'s config: only its ``kind``, fixed, which names it in a checkpoint (the
+    authors' files fix every width, so there is nothing to choose)."""
+
+    kind: str = field(default="Jin2018", init=False)
+
+
 class Jin2018(nn.Module):
     """The authors' four networks as one model: blurry y (B, 3, H, W) → frames (B, 7, 3, H, W).
 
     ``center`` (:class:`CenterEsti`), ``frames35`` (:class:`F35_N8`), ``frames26``
     (:class:`F26_N9`), ``frames17`` (:class:`F17_N9`); each one's state dict is that of one of
     the authors' files (``b2v_rnn.official.FILES``). Same interface as
-    :class:`~b2v_rnn.models.BlurToVideo`, for T = 7 only.
+    :class:`~b2v_rnn.models.BlurToVideo`, for T = 7 only; ``architecture`` is its
+    :class:`Jin2018Config` and ``config`` that config's plain dict, which checkpoints store.
     """
 
     size_multiple = SIZE_MULTIPLE
 
-    def __init__(self) -> None:
+    def __init__(self, config: Jin2018Config | None = None) -> None:
         super().__init__()
+        if config is not None and not isinstance(config, Jin2018Config):
+            raise TypeError(f"Jin2018 takes a Jin2018Config, got {config!r}")
+        self.architecture = Jin2018Config() if config is None else config
         self.center = CenterEsti()
         self.frames35 = F35_N8()
         self.frames26 = F26_N9()
         self.frames17 = F17_N9()
-        self.config = {"kind": "Jin2018"}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``architecture`` as a plain dict, as checkpoints store it."""
+        return dataclasses.asdict(self.architecture)
 
     def forward(self, y: Tensor, T: int = FRAMES) -> Tensor:
         return self.extract(y, T)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops import PreActDilatedConv2d, ResampleConv2d
-from .blocks import PlaneRefinement, PreActResBlock, crop_to, fold_planes, pad_to_multiple
+from .blocks import (PlaneRefinement, PreActResBlock, check_head, check_linear_skip, crop_to, fold_planes,
+                     pad_to_multiple)
 
 MOTIONS = ("residual", "flow")
 """G's parameterisations: ``output = near + f`` or ``output = warp(near, flow) + f``."""
@@ -34,30 +39,62 @@ def warp(image: Tensor, flow: Tensor) -> Tensor:
     return image + (sample(moved) - sample(base))
 
 
+@dataclass(frozen=True, kw_only=True)
+class GeneratorConfig:
+    """G's architecture (the fields are described in :class:`RecurrentGenerator`). The defaults
+    are the "paper" preset's: the paper's widths, ``motion="flow"`` with a 3×3 linear skip, and
+    the paper's "shuffle" head."""
+
+    blurry_channels: int = 64
+    near_channels: int = 32
+    far_channels: int = 32
+    num_blocks: int = 8
+    num_dilated: int = 4
+    fusion_taps: int = 4
+    factor: int = 5
+    rgb_channels: int = 32
+    motion: str = "flow"
+    flow_channels: int = 32
+    linear_skip: int = 3
+    head: str = "shuffle"
+    head_channels: int = 16
+
+    def __post_init__(self) -> None:
+        if self.motion not in MOTIONS:
+            raise ValueError(f"unknown motion parameterisation {self.motion!r}; expected one of {MOTIONS}")
+        check_linear_skip(self.linear_skip)
+        check_head(self.head)
+
+
 class RecurrentGenerator(nn.Module):
     """G: (y, near, far), each (B, 3, H, W) in [0,1] → the next frame outward (B, 3, H, W).
 
+    Built from a :class:`GeneratorConfig`, or from keyword arguments that replace its fields
+    (``RecurrentGenerator(motion="residual")``; both: the arguments replace the given config's).
+    ``architecture`` is that config and ``config`` its plain dict, which checkpoints store.
+
     ``near`` is the frame next to the one being generated on the side of the middle frame and
     ``far`` the one after it (for the core pair, see :meth:`BlurToVideo.unroll`). Residual on the
-    near frame: ``output = near + f(y, near, far)``.
+    near frame (or on near warped, below): ``output = near + f(y, near, far)``.
 
     Like φm, it works on colour planes folded into the batch (the paper's design and its public
     code): the three inputs each have their own resampling conv (pixel unshuffle by ``factor``,
     5×5 conv to ``blurry_channels`` / ``near_channels`` / ``far_channels``), the features are
     concatenated and refined by ``num_blocks`` residual blocks (``num_dilated`` dilated); the
     fusion adds the unshuffled near frame. Per-plane extraction costs 3× the batch but keeps the
-    first convs tiny and shares them across colours. Defaults are the paper's: factor 5 and
-    64 + 32 + 32 = 128 channels. Any H×W (padded to multiples of ``factor`` and cropped back).
+    first convs tiny and shares them across colours. The widths default to the paper's: factor 5
+    and 64 + 32 + 32 = 128 channels. Any H×W (padded to multiples of ``factor`` and cropped back).
 
     ``motion`` chooses the prior the residual corrects (a copy of ``near`` cannot
     continue a motion, and ``2·near − far`` gives double edges beyond ~1 px per frame):
 
-    - ``"residual"``: ``output = near + f(y, near, far)`` (the paper's; the shipped weights);
-    - ``"flow"``: a flow branch (the extracted features regrouped per sample, a pre-activated
-      3×3 conv to ``flow_channels``, one residual block with dilations (1, 2), a 3×3 conv to 2
-      channels) predicts a flow at 1/``factor`` resolution, upsampled bilinearly, in pixels;
-      ``output = warp(near, flow) + f``, where f is the refinement's correction of the warped
-      frame. The flow's last conv starts at zero, so an untrained G still returns ``near``.
+    - ``"residual"``: ``output = near + f(y, near, far)`` (the paper's);
+    - ``"flow"`` (the default and every preset's): a flow branch (the extracted features regrouped
+      per sample, a pre-activated 3×3 conv to ``flow_channels``, one residual block with
+      dilations (1, 2), a 3×3 conv to 2 channels) predicts a flow at 1/``factor`` resolution,
+      upsampled bilinearly, in pixels; ``output = warp(near, flow) + f``, where f is the
+      refinement's correction of the warped frame. The flow's last conv starts at zero, so an
+      untrained G still returns ``near``.
 
     ``linear_skip`` = s > 0 adds a plain s×s convolution of (y, near, far) (9 → 3 channels, no
     normalisation, zero at initialisation) to the output. Every path of the trunk ends in an
@@ -70,67 +107,48 @@ class RecurrentGenerator(nn.Module):
     measures at the photograph's own level (``tests/test_grid.py``).
     """
 
-    def __init__(
-        self,
-        blurry_channels: int = 64,
-        near_channels: int = 32,
-        far_channels: int = 32,
-        num_blocks: int = 8,
-        num_dilated: int = 4,
-        fusion_taps: int = 4,
-        factor: int = 5,
-        rgb_channels: int = 32,
-        motion: str = "residual",
-        flow_channels: int = 32,
-        linear_skip: int = 0,
-        head: str = "shuffle",
-        head_channels: int = 16,
-    ) -> None:
+    def __init__(self, config: GeneratorConfig | None = None, **options: Any) -> None:
         super().__init__()
-        self.config = {
-            "blurry_channels": blurry_channels,
-            "near_channels": near_channels,
-            "far_channels": far_channels,
-            "num_blocks": num_blocks,
-            "num_dilated": num_dilated,
-            "fusion_taps": fusion_taps,
-            "factor": factor,
-            "rgb_channels": rgb_channels,
-        }
-        if motion not in MOTIONS:
-            raise ValueError(f"unknown motion parameterisation {motion!r}; expected one of {MOTIONS}")
-        if motion != "residual":
-            # Only non-default options enter the config, so the configs (and state dicts) of
-            # residual weights trained before the option existed stay exactly as they were.
-            self.config.update(motion=motion, flow_channels=flow_channels)
-        if linear_skip:
-            if linear_skip < 0 or linear_skip % 2 == 0:
-                raise ValueError(f"linear_skip must be 0 (off) or an odd kernel size, got {linear_skip}")
-            self.config.update(linear_skip=linear_skip)
-            self.skip = nn.Conv2d(9, 3, linear_skip, padding=linear_skip // 2, padding_mode="reflect")
+        if config is not None and not isinstance(config, GeneratorConfig):
+            raise TypeError(f"RecurrentGenerator takes a GeneratorConfig and keyword arguments, got {config!r}")
+        config = dataclasses.replace(GeneratorConfig() if config is None else config, **options)
+        self.architecture = config
+        self.motion = config.motion
+        self.linear_skip = config.linear_skip
+        self.factor = config.factor
+        # Created in the order they always were (skip, extractions, refinement, flow), so a seed
+        # still gives the initial weights it gave before.
+        if config.linear_skip:
+            skip = config.linear_skip
+            self.skip = nn.Conv2d(9, 3, skip, padding=skip // 2, padding_mode="reflect")
             nn.init.zeros_(self.skip.weight)
             nn.init.zeros_(self.skip.bias)
-        if head != "shuffle":
-            self.config.update(head=head, head_channels=head_channels)
-        self.motion = motion
-        self.linear_skip = linear_skip
-        self.factor = factor
-        self.blurry_extraction = ResampleConv2d(1, blurry_channels, 5, factor, bias=False)
-        self.near_extraction = ResampleConv2d(1, near_channels, 5, factor, bias=False)
-        self.far_extraction = ResampleConv2d(1, far_channels, 5, factor, bias=False)
-        channels = blurry_channels + near_channels + far_channels
+        self.blurry_extraction = ResampleConv2d(1, config.blurry_channels, 5, config.factor, bias=False)
+        self.near_extraction = ResampleConv2d(1, config.near_channels, 5, config.factor, bias=False)
+        self.far_extraction = ResampleConv2d(1, config.far_channels, 5, config.factor, bias=False)
+        channels = config.blurry_channels + config.near_channels + config.far_channels
         self.refinement = PlaneRefinement(
-            channels, num_blocks, num_dilated, fusion_taps, factor, rgb_channels, head, head_channels
+            channels, config.num_blocks, config.num_dilated, config.fusion_taps, config.factor,
+            config.rgb_channels, config.head, config.head_channels,
         )
-        if motion == "flow":
-            flow_out = PreActDilatedConv2d(flow_channels, 2, 3)
-            nn.init.zeros_(flow_out.weight)
-            nn.init.zeros_(flow_out.bias)
-            self.flow = nn.Sequential(
-                PreActDilatedConv2d(3 * channels, flow_channels, 3),
-                PreActResBlock(flow_channels, (1, 2)),
-                flow_out,
-            )
+        if config.motion == "flow":
+            self.flow = self._flow_branch(channels, config.flow_channels)
+
+    @staticmethod
+    def _flow_branch(channels: int, flow_channels: int) -> nn.Sequential:
+        flow_out = PreActDilatedConv2d(flow_channels, 2, 3)
+        nn.init.zeros_(flow_out.weight)
+        nn.init.zeros_(flow_out.bias)
+        return nn.Sequential(
+            PreActDilatedConv2d(3 * channels, flow_channels, 3),
+            PreActResBlock(flow_channels, (1, 2)),
+            flow_out,
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """``architecture`` as a plain dict (every field), as checkpoints store it."""
+        return dataclasses.asdict(self.architecture)
 
     def forward(self, y: Tensor, near: Tensor, far: Tensor) -> Tensor:
         if not y.shape == near.shape == far.shape:
