@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_path
+from .errors import UserError
 
 FORMAT = "b2v_rnn-checkpoint"
 VERSION = 2
@@ -56,12 +57,8 @@ INFERENCE_KINDS = ("BlurToVideo", "Jin2018")
 (`b2v_rnn.models.jin2018`, converted from their files by `b2v_rnn.export`)."""
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, corrupt, or does not fit its use."""
-
-
 def check_configs(state: dict) -> None:
-    """CheckpointError unless the configs in ``state`` (``model_config``, ``discriminator_config``)
+    """UserError unless the configs in ``state`` (``model_config``, ``discriminator_config``)
     are whole configs of the current layout: a file marked with this :data:`VERSION` promises every
     field, and `upgrade` trusts that promise."""
     from .models import config_from_dict
@@ -71,7 +68,7 @@ def check_configs(state: dict) -> None:
             try:
                 config_from_dict(state[key])
             except (ValueError, TypeError) as e:
-                raise CheckpointError(f"refusing to write a version-{VERSION} checkpoint whose {key} is not "
+                raise UserError(f"refusing to write a version-{VERSION} checkpoint whose {key} is not "
                                       f"whole: {e}") from None
 
 
@@ -93,14 +90,14 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read and validate a checkpoint; CheckpointError names the file and what is wrong."""
+    """Read and validate a checkpoint; UserError names the file and what is wrong."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file (a run folder holds checkpoint.pt "
+        raise UserError(f"{path}: is a folder, not a checkpoint file (a run folder holds checkpoint.pt "
                               "and best.pt; a folder of the authors' pretrained networks holds center_v3.pth "
                               "and three more)")
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise UserError(f"{path}: no such checkpoint file")
     hash_file = path.with_name(path.name + ".sha256")
     if hash_file.is_file():  # written by `export`: weights that no longer match it are damaged
         verify_sha256(path, hash_file)
@@ -109,17 +106,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as e:  # torch raises many types for a corrupt or foreign file
         # weights_only=True refuses pickled objects: a foreign checkpoint fails here too.
         first = str(e).split(". ")[0].splitlines()[0] if str(e) else ""
-        raise CheckpointError(f"{path}: not a readable b2v_rnn checkpoint ({type(e).__name__}: {first})") from None
+        raise UserError(f"{path}: not a readable b2v_rnn checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"{path}: not a b2v_rnn checkpoint (format={found!r}, expected {FORMAT!r})")
+        raise UserError(f"{path}: not a b2v_rnn checkpoint (format={found!r}, expected {FORMAT!r})")
     try:
         state = upgrade(state)
-    except CheckpointError as e:
-        raise CheckpointError(f"{path}: {e}") from None
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
     for key in ("model", "model_config", "T"):
         if key not in state:
-            raise CheckpointError(f"{path}: checkpoint has no {key!r} entry")
+            raise UserError(f"{path}: checkpoint has no {key!r} entry")
     return state
 
 
@@ -147,15 +144,15 @@ UPGRADES = {1: _from_version_1}
 def upgrade(state: dict) -> dict:
     """A checkpoint dict of any version this b2v_rnn reads, converted to the current layout
     (:data:`VERSION`) by each step of :data:`UPGRADES` from its version on; a new dict, ``state``
-    is left as it was. CheckpointError for a version it cannot read: none, or a newer one."""
+    is left as it was. UserError for a version it cannot read: none, or a newer one."""
     version = state.get("version")
     readable = f"this b2v_rnn reads versions 1 to {VERSION}"
     is_int = isinstance(version, int) and not isinstance(version, bool)
     if is_int and version > VERSION:
-        raise CheckpointError(f"checkpoint version {version} was written by a newer b2v_rnn ({readable}); "
+        raise UserError(f"checkpoint version {version} was written by a newer b2v_rnn ({readable}); "
                               "update b2v_rnn to read it")
     if not is_int or (version != VERSION and version not in UPGRADES):
-        raise CheckpointError(f"checkpoint version {version!r} is not supported ({readable})")
+        raise UserError(f"checkpoint version {version!r} is not supported ({readable})")
     while version < VERSION:
         state = UPGRADES[version](state)
         version += 1
@@ -167,23 +164,23 @@ def model_from_checkpoint(state: dict, path: str | os.PathLike = "checkpoint"):
     older version is upgraded first, as `load_checkpoint` does).
 
     An architecture the config does not describe (a checkpoint of another model, an edited
-    config, weights of other shapes) raises CheckpointError naming the file.
+    config, weights of other shapes) raises UserError naming the file.
     """
     from .models import build_model_from_config
 
     if "version" in state:
         try:
             state = upgrade(state)
-        except CheckpointError as e:
-            raise CheckpointError(f"{path}: {e}") from None
+        except UserError as e:
+            raise UserError(f"{path}: {e}") from None
     config = state["model_config"]
     if not isinstance(config, dict) or config.get("kind") not in INFERENCE_KINDS:
         kind = config.get("kind") if isinstance(config, dict) else type(config).__name__
-        raise CheckpointError(f"{path}: holds a model of kind {kind!r}, expected one of {INFERENCE_KINDS}")
+        raise UserError(f"{path}: holds a model of kind {kind!r}, expected one of {INFERENCE_KINDS}")
     try:
         return build_model_from_config(config, state["model"])
     except (ValueError, TypeError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: does not fit this version of b2v_rnn's architecture: {e}") from None
+        raise UserError(f"{path}: does not fit this version of b2v_rnn's architecture: {e}") from None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
@@ -205,34 +202,34 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def verify_sha256(path: Path, hash_file: Path) -> None:
-    """CheckpointError (one line naming both files) unless `path`'s SHA-256 is the one in
+    """UserError (one line naming both files) unless `path`'s SHA-256 is the one in
     `hash_file` (`sha256sum` format: the hex digest first)."""
     try:
         fields = hash_file.read_text().split()
     except (OSError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path}: its hash file {hash_file} cannot be read ({e})") from None
+        raise UserError(f"{path}: its hash file {hash_file} cannot be read ({e})") from None
     expected = fields[0].lower() if fields else ""
     actual = sha256_of(path)
     if actual != expected:
-        raise CheckpointError(f"{path}: SHA-256 {actual} does not match {expected!r} "
+        raise UserError(f"{path}: SHA-256 {actual} does not match {expected!r} "
                               f"in {hash_file}; the file is damaged or was replaced")
 
 
 def default_checkpoint() -> Path:
     """The default weights shipped with the package, after checking their SHA-256.
 
-    Raises CheckpointError when none ship with this installation (train one with
+    Raises UserError when none ship with this installation (train one with
     `python -m b2v_rnn.train` and pass `--checkpoint`), when the hash file is missing, or
     when the weights do not match it (a damaged or replaced file).
     """
     if not DEFAULT_WEIGHTS.is_file():
-        raise CheckpointError(
+        raise UserError(
             f"no --checkpoint given and no default weights ship with this installation "
             f"({DEFAULT_WEIGHTS} does not exist); train a model with `python -m b2v_rnn.train "
             f"--out runs/NAME` and pass --checkpoint runs/NAME/checkpoint.pt")
     hash_file = DEFAULT_WEIGHTS.with_name(DEFAULT_WEIGHTS.name + ".sha256")
     if not hash_file.is_file():
-        raise CheckpointError(f"{DEFAULT_WEIGHTS}: its hash file {hash_file} is missing; "
+        raise UserError(f"{DEFAULT_WEIGHTS}: its hash file {hash_file} is missing; "
                               "the default weights cannot be verified")
     verify_sha256(DEFAULT_WEIGHTS, hash_file)
     return DEFAULT_WEIGHTS

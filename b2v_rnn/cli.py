@@ -2,7 +2,7 @@
 become one line on stderr and exit status 2, devices are parsed in one place.
 
 An *expected* error is bad input from the user (a missing or unreadable file, a value out
-of range, outputs that would be overwritten). Each is raised as `CliError` where the bad
+of range, outputs that would be overwritten). Each is raised as `UserError` where the bad
 value enters, with the file and the value in the message. Anything else is a bug and
 keeps its traceback.
 """
@@ -16,12 +16,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from .errors import UserError
+
 EXIT_USAGE = 2
 """Exit status of an expected error, as argparse uses for a bad argument."""
-
-
-class CliError(Exception):
-    """Bad input a user can fix; the message names the file or option and the value."""
 
 
 def note(message: str) -> None:
@@ -38,12 +36,14 @@ def one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> None:
-    """Run `main(argv)`; print expected errors as `error: ...` and exit with status 2, and
-    warnings as one `warning: ...` line each."""
+    """Run `main(argv)`, the one runner of every command; print expected errors (`UserError`)
+    as `error: ...` and exit with status 2, warnings as one `warning: ...` line each, and
+    Ctrl-C as the line "interrupted" (exit status 130; every command writes through temporary
+    names or staging folders, so an interruption leaves no half output)."""
     warnings.formatwarning = one_line_warning
     try:
         main(argv)
-    except CliError as e:
+    except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_USAGE)
     except KeyboardInterrupt:
@@ -89,7 +89,7 @@ def check_amp_precision(argv: Sequence[str], amp: bool, precision: str) -> None:
     """--amp means bf16: with a typed --precision other than bf16 the two disagree, and one of
     them would be ignored without a word."""
     if amp and typed(argv, "--precision") and precision != "bf16":
-        raise CliError(f"--amp (bf16) contradicts --precision {precision}; pass only one of them")
+        raise UserError(f"--amp (bf16) contradicts --precision {precision}; pass only one of them")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,14 +99,14 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise CliError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise CliError(f"--device {name}: CUDA is not available in this PyTorch build or machine")
+            raise UserError(f"--device {name}: CUDA is not available in this PyTorch build or machine")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise CliError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
+            raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) visible")
     elif device.type != "cpu":
-        raise CliError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+        raise UserError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
     return device
 
 
@@ -121,13 +121,6 @@ def autocast_for(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def check_T(T: int, option: str = "--T") -> int:
-    """T must be an odd number of frames >= 3 (a middle frame and symmetric pairs)."""
-    if T < 3 or T % 2 == 0:
-        raise CliError(f"{option} {T}: the number of frames must be odd and >= 3")
-    return T
-
-
 def set_threads(n: int | None) -> None:
     """torch.set_num_threads(n) for --threads (None: PyTorch's default, one per core).
 
@@ -138,5 +131,5 @@ def set_threads(n: int | None) -> None:
     if n is None:
         return
     if n < 1:
-        raise CliError(f"--threads {n}: must be >= 1")
+        raise UserError(f"--threads {n}: must be >= 1")
     torch.set_num_threads(n)

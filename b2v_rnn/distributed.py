@@ -16,7 +16,8 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from .cli import EXIT_USAGE, CliError, resolve_device
+from .cli import EXIT_USAGE, resolve_device
+from .errors import UserError
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def setup(device_name: str) -> Context:
     device = resolve_device(device_name)
     if device.type == "cuda":
         if device.index is not None and world_size > 1:
-            raise CliError(f"--device {device_name}: under torchrun each process uses cuda:LOCAL_RANK; "
+            raise UserError(f"--device {device_name}: under torchrun each process uses cuda:LOCAL_RANK; "
                            "pass --device cuda or auto")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
@@ -57,7 +58,7 @@ def setup(device_name: str) -> Context:
 
 
 def judged_by_main(ctx: Context, check: Callable[[], None]) -> None:
-    """Run ``check`` on rank 0 alone and give every rank its verdict: a CliError it raises is
+    """Run ``check`` on rank 0 alone and give every rank its verdict: a UserError it raises is
     raised again on rank 0, and the other ranks exit with the same status without a word
     (rank 0 prints the one line). For checks of what only rank 0 touches, the run folder
     above all: a second judge would see rank 0's own files there (its lock, its write
@@ -66,7 +67,7 @@ def judged_by_main(ctx: Context, check: Callable[[], None]) -> None:
     if ctx.is_main:
         try:
             check()
-        except CliError as e:
+        except UserError as e:
             message = str(e)
     if ctx.distributed:
         verdict = [message]
@@ -74,7 +75,7 @@ def judged_by_main(ctx: Context, check: Callable[[], None]) -> None:
         message = verdict[0]
     if message is not None:
         if ctx.is_main:
-            raise CliError(message)
+            raise UserError(message)
         sys.exit(EXIT_USAGE)
 
 

@@ -27,11 +27,10 @@ from typing import Sequence
 
 from . import metrics as M
 from . import ops, visualize
-from .cli import (CliError, HelpFormatter, add_device_arguments, check_amp_precision, check_T, resolve_device,
-                  run_main, set_threads)
+from .cli import HelpFormatter, add_device_arguments, check_amp_precision, resolve_device, run_main, set_threads
 from .data import BlurSequenceDataset, default_dataset
-from .data.errors import DataError
 from .data.h5format import MIN_METRIC_SIDE, corrupt_samples
+from .errors import UserError, check_T
 from .inference import Extractor, evaluate_clips, load, settings_for
 from .inference.tiling import check_tiling
 from .outputs import OutputFolder, check_writable, locked_output, refuse_inputs_among_outputs
@@ -95,24 +94,24 @@ def format_table(s: dict) -> str:
 def open_dataset(data: Path | None, T: int | None, limit: int = 0):
     """The BlurSequenceDataset of --data (or the default test split), with the checksums of
     the samples to evaluate (the first `limit`, 0 = all) verified and frames large enough
-    for the metrics; CliError otherwise."""
+    for the metrics; UserError otherwise."""
     try:
         path = data if data is not None else default_dataset("test", T or 7)
-    except DataError as e:  # the cache folder, not --data: say which
-        raise CliError(f"default test split: {e}") from None
+    except UserError as e:  # the cache folder, not --data: say which
+        raise UserError(f"default test split: {e}") from None
     try:
         dataset = BlurSequenceDataset(path, crop=None, augment=False, T=T)
         bad = corrupt_samples(path, limit, progress=True)
-    except (DataError, FileNotFoundError, ValueError) as e:
-        raise CliError(f"--data: {e}") from None
+    except (FileNotFoundError, ValueError) as e:  # UserError is a ValueError
+        raise UserError(f"--data: {e}") from None
     if bad:
         listed = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
         checked = len(dataset) if limit <= 0 else min(limit, len(dataset))
-        raise CliError(f"--data {path}: {len(bad)} of {checked} samples are damaged "
+        raise UserError(f"--data {path}: {len(bad)} of {checked} samples are damaged "
                        f"({'they fail their checksums' if dataset.info.checksummed else 'unreadable'}): "
                        f"sample(s) {listed}; reconvert the file")
     if min(dataset.info.H, dataset.info.W) < MIN_METRIC_SIDE:
-        raise CliError(f"--data {path}: frames of {dataset.info.W}x{dataset.info.H} px; the metrics need at "
+        raise UserError(f"--data {path}: frames of {dataset.info.W}x{dataset.info.H} px; the metrics need at "
                        f"least {MIN_METRIC_SIDE}x{MIN_METRIC_SIDE} (SSIM's window)")
     return path, dataset
 
@@ -131,16 +130,16 @@ def write_report(folder: Path, summary: dict, report: dict, data_name: str) -> N
 def refuse_existing(out: OutputFolder, overwrite: bool) -> None:
     existing = [out.path / name for name in OUTPUTS if (out.path / name).exists()]
     if existing and not overwrite:
-        raise CliError(f"{existing[0]} exists already (pass --overwrite to replace it)")
+        raise UserError(f"{existing[0]} exists already (pass --overwrite to replace it)")
 
 
 def check_options(args, raw: Sequence[str]) -> None:
     set_threads(args.threads)
     check_amp_precision(raw, args.amp, args.precision)
     if args.T is not None:
-        check_T(args.T)
+        check_T(args.T, "--T")
     if args.limit < 0 or args.samples < 0:
-        raise CliError("--limit and --samples must be >= 0")
+        raise UserError("--limit and --samples must be >= 0")
     check_tiling(args.tile, args.tile_overlap)
 
 
@@ -162,14 +161,14 @@ def run(args, device, out: OutputFolder | None) -> dict:
     data, dataset = open_dataset(args.data, args.T, args.limit)
     T = dataset.T
     loaded = load(args.checkpoint, device)
-    loaded.check_T(T, None if args.T is not None else f"--data {data} has T={T}")
+    loaded.check_frames(T, None if args.T is not None else f"--data {data} has T={T}")
     extractor = Extractor(loaded, settings_for(device, args.precision, args.amp, loaded.module))
     start = time.perf_counter()
     try:
         summary = evaluate_clips(lambda y: extractor(y, T, args.tile, args.tile_overlap), dataset, args.limit,
                                  device, keep=args.samples if out else 0)
-    except DataError as e:  # damage the checksum pass could not see (a file without checksums)
-        raise CliError(f"--data: {e}") from None
+    except UserError as e:  # damage the checksum pass could not see (a file without checksums)
+        raise UserError(f"--data: {e}") from None
     seconds = time.perf_counter() - start
     print(f"{data} | {loaded.path} | T={T} | {extractor.settings.describe()} | {seconds:.1f} s")
     print(f"ops: {ops.describe()}")

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Sequence
 
 from .atomic import atomic_path
-from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_of
-from .cli import CliError, HelpFormatter, run_main
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_of
+from .cli import HelpFormatter, run_main
+from .errors import UserError
 from .official import holds_official_files, input_files, read_folder
 from .outputs import check_writable, refuse_inputs_among_outputs
 
@@ -40,11 +41,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def export(checkpoint: Path, out: Path) -> str:
     """Writes the slim weights file and its hash file; returns the SHA-256."""
-    try:
-        state = read_folder(checkpoint, hashes=True) if holds_official_files(checkpoint) else load_checkpoint(checkpoint)
-        model_from_checkpoint(state, checkpoint)  # refuse to ship weights that do not rebuild
-    except CheckpointError as error:
-        raise CliError(str(error)) from None
+    state = read_folder(checkpoint, hashes=True) if holds_official_files(checkpoint) else load_checkpoint(checkpoint)
+    model_from_checkpoint(state, checkpoint)  # refuse to ship weights that do not rebuild
     out.parent.mkdir(parents=True, exist_ok=True)  # check_writable found that it can be created
     save_checkpoint({key: state[key] for key in KEPT if key in state}, out)
     digest = sha256_of(out)
@@ -57,12 +55,12 @@ def export(checkpoint: Path, out: Path) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.out.is_dir():
-        raise CliError(f"--out {args.out}: is a folder; give the weights file to write (e.g. {args.out}/default.pt)")
+        raise UserError(f"--out {args.out}: is a folder; give the weights file to write (e.g. {args.out}/default.pt)")
     refuse_inputs_among_outputs([args.out, args.out.with_name(args.out.name + ".sha256")],
                                 input_files(args.checkpoint))
     check_writable(args.out.parent, option="--out", remedy="choose another --out")
     if args.out.exists() and not args.overwrite:
-        raise CliError(f"{args.out} exists; pass --overwrite to replace it")
+        raise UserError(f"{args.out} exists; pass --overwrite to replace it")
     digest = export(args.checkpoint, args.out)
     print(f"{args.checkpoint} -> {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, sha256 {digest})")
 

@@ -1,7 +1,7 @@
 """Reading input photographs: header first (size, alpha, bit depth) without decoding, then
 pixels as float (3, H, W) in [0, 1].
 
-Every failure is one `CliError` line naming the file: a missing path, a folder, an
+Every failure is one `UserError` line naming the file: a missing path, a folder, an
 unreadable file, or more pixels than the caller's limit (PIL's decompression-bomb guard).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .cli import CliError
+from .errors import UserError
 
 PIL_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 """PIL warns above MAX_IMAGE_PIXELS and refuses above twice that (~179 MP); callers' limits
@@ -39,9 +39,9 @@ class ImageHeader:
 def check_input(path: Path) -> None:
     """A missing path, a folder and an unreadable file are three different mistakes."""
     if path.is_dir():
-        raise CliError(f"{path}: is a folder, not an image (pass the images inside it, e.g. {path}/*.png)")
+        raise UserError(f"{path}: is a folder, not an image (pass the images inside it, e.g. {path}/*.png)")
     if not path.exists():
-        raise CliError(f"{path}: no such file")
+        raise UserError(f"{path}: no such file")
 
 
 @contextmanager
@@ -57,15 +57,15 @@ def _pil_limit(max_pixels: int):
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def _open_error(path: Path, error: Exception, max_pixels: int) -> CliError:
+def _open_error(path: Path, error: Exception, max_pixels: int) -> UserError:
     if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return CliError(f"{path}: more pixels than --max-pixels {max_pixels} allows (PIL's guard against "
+        return UserError(f"{path}: more pixels than --max-pixels {max_pixels} allows (PIL's guard against "
                         "decompression bombs); pass a larger --max-pixels if you trust the file")
     if isinstance(error, FileNotFoundError):
-        return CliError(f"{path}: no such file")
+        return UserError(f"{path}: no such file")
     if isinstance(error, IsADirectoryError):
-        return CliError(f"{path}: is a folder, not an image")
-    return CliError(f"{path}: not a readable image ({error})")
+        return UserError(f"{path}: is a folder, not an image")
+    return UserError(f"{path}: not a readable image ({error})")
 
 
 def read_header(path: Path, max_pixels: int = PIL_MAX_PIXELS) -> ImageHeader:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .models.blur_to_video import check_T
+from .errors import check_T
 from .models.vgg import VGG16Features
 
 PERCEPTUAL_WEIGHT = 0.01

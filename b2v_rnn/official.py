@@ -10,7 +10,7 @@ Each is a dict whose ``'state_dict_G'`` is the network's state dict, in torch's 
 code from the file runs), ``module.`` prefixes (``nn.DataParallel``) are stripped, and the
 running statistics that PyTorch 0.3's ``InstanceNorm2d`` saved are dropped: the networks
 normalise by the statistics of their input (:mod:`b2v_rnn.models.jin2018`). Anything else
-that does not fit (a missing, unexpected or mis-shaped key) is a :class:`CheckpointError`
+that does not fit (a missing, unexpected or mis-shaped key) is a :class:`UserError`
 naming the file, in one line.
 
 :func:`read_folder` returns the folder as a checkpoint dict of this project (``model``,
@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import CheckpointError, sha256_of
+from .checkpoint import sha256_of
+from .errors import UserError
 
 FILES = {
     "center": "center_v3.pth",
@@ -68,15 +69,15 @@ def _first_line(error: Exception) -> str:
 def read_file(path: Path, network: nn.Module) -> dict[str, Tensor]:
     """The state dict in the authors' file ``path``, checked against ``network``'s (names and shapes)."""
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing; the folder must hold the authors' four files ({', '.join(FILES.values())})")
+        raise UserError(f"{path}: missing; the folder must hold the authors' four files ({', '.join(FILES.values())})")
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a damaged or foreign file
-        raise CheckpointError(f"{path}: not a readable PyTorch weights file ({type(error).__name__}: "
+        raise UserError(f"{path}: not a readable PyTorch weights file ({type(error).__name__}: "
                               f"{_first_line(error)})") from None
     if not isinstance(saved, dict) or not isinstance(saved.get("state_dict_G"), dict):
         found = sorted(map(str, saved))[:SHOWN] if isinstance(saved, dict) else type(saved).__name__
-        raise CheckpointError(f"{path}: has no 'state_dict_G' dict (found {found}); not one of the authors' files")
+        raise UserError(f"{path}: has no 'state_dict_G' dict (found {found}); not one of the authors' files")
     own = network.state_dict()
     state = {}
     for key, value in saved["state_dict_G"].items():
@@ -94,7 +95,7 @@ def read_file(path: Path, network: nn.Module) -> dict[str, Tensor]:
     if missing or unexpected or reshaped:
         problems = [f"{what} {_listed(keys)}" for what, keys in
                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", reshaped)) if keys]
-        raise CheckpointError(f"{path}: does not fit the authors' {type(network).__name__}: {'; '.join(problems)}")
+        raise UserError(f"{path}: does not fit the authors' {type(network).__name__}: {'; '.join(problems)}")
     return state
 
 

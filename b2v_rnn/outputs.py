@@ -2,7 +2,7 @@
 
 A command that writes into an output folder does it in four steps:
 
-1. `check_writable(folder)` before any work: one clear line (`OutputError`) for a folder
+1. `check_writable(folder)` before any work: one clear line (`UserError`) for a folder
    that cannot be created or written, or a disk without the room the run needs, instead
    of a `PermissionError` traceback after minutes of computing.
 2. `locked_output(folder)`: creates the folder and takes an exclusive lock on it, so two
@@ -35,17 +35,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .atomic import TEMPORARY
-from .cli import CliError
+from .errors import UserError
 
 LOCK_NAME = ".b2v.lock"
 STAGING_PREFIX = ".staging-"
 WRITE_TEST_PREFIX = ".b2v-write-test-"
 """`check_writable`'s probe: a file that lives for an instant in the folder it tests."""
 _TEMPORARY = TEMPORARY
-
-
-class OutputError(CliError):
-    """An output folder that cannot be used: unwritable, full, or in use by another run."""
 
 
 def internal_names() -> tuple[str, ...]:
@@ -64,7 +60,7 @@ def _nearest_existing(path: Path) -> Path:
 
 def check_writable(folder: str | os.PathLike, option: str = "--out", need_bytes: int = 0,
                    remedy: str | None = None) -> None:
-    """Raise OutputError (one line naming `option` and the folder) unless `folder` exists
+    """Raise UserError (one line naming `option` and the folder) unless `folder` exists
     as a writable folder or can be created, with at least `need_bytes` free on its disk.
 
     option: how the user gave the folder ("--out", or "B2V_DATA_DIR=" for a variable).
@@ -76,20 +72,20 @@ def check_writable(folder: str | os.PathLike, option: str = "--out", need_bytes:
     label = f"{option}{folder}" if option.endswith("=") else f"{option} {folder}"
     remedy = remedy or f"choose another {option.rstrip('=')}"
     if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{label}: exists and is not a folder; {remedy}")
+        raise UserError(f"{label}: exists and is not a folder; {remedy}")
     existing = _nearest_existing(folder)
     if not existing.is_dir():
-        raise OutputError(f"{label}: {existing} is a file, so the folder cannot be created; {remedy}")
+        raise UserError(f"{label}: {existing} is a file, so the folder cannot be created; {remedy}")
     try:
         fd, probe = tempfile.mkstemp(prefix=WRITE_TEST_PREFIX, dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise OutputError(f"{label}: cannot write in {existing} ({e.strerror or e}); {remedy}") from None
+        raise UserError(f"{label}: cannot write in {existing} ({e.strerror or e}); {remedy}") from None
     if need_bytes > 0:
         free = shutil.disk_usage(existing).free
         if free < need_bytes:
-            raise OutputError(f"{label}: {free / 2**20:.0f} MiB free on its disk, this run needs "
+            raise UserError(f"{label}: {free / 2**20:.0f} MiB free on its disk, this run needs "
                               f"about {need_bytes / 2**20:.0f} MiB; {remedy}")
 
 
@@ -105,7 +101,7 @@ def _same_or_inside(path: Path, output: Path) -> bool:
 
 
 def refuse_inputs_among_outputs(outputs, inputs, option: str = "--out") -> None:
-    """OutputError when writing `outputs` (files, or folders replaced whole) would replace or
+    """UserError when writing `outputs` (files, or folders replaced whole) would replace or
     delete one of `inputs`: an input that is an output, or lies inside an output folder.
     Checked before any work, so that `--overwrite` never turns a typo into lost data."""
     for output in outputs:
@@ -113,9 +109,9 @@ def refuse_inputs_among_outputs(outputs, inputs, option: str = "--out") -> None:
             if given is None or not _same_or_inside(Path(given), Path(output)):
                 continue
             if Path(output).resolve() in Path(given).resolve().parents:
-                raise OutputError(f"{option}: writing {output} would replace the folder that holds the input "
+                raise UserError(f"{option}: writing {output} would replace the folder that holds the input "
                                   f"{given}; choose another {option}")
-            raise OutputError(f"{option} {output}: is the input {given}; writing it would destroy that input, "
+            raise UserError(f"{option} {output}: is the input {given}; writing it would destroy that input, "
                               f"choose another {option}")
 
 
@@ -224,7 +220,7 @@ def _holder(lock_path: Path) -> str:
 @contextmanager
 def locked_output(folder: str | os.PathLike, option: str = "--out") -> Iterator[OutputFolder]:
     """Create `folder` if needed, lock it for this process, remove stale temporaries, and
-    yield an `OutputFolder`. OutputError (naming `option` and the PID of the holder) if
+    yield an `OutputFolder`. UserError (naming `option` and the PID of the holder) if
     another run holds the lock. On exit the lock is released and, if this call created the
     folder and nothing was written, the folder is removed."""
     folder = Path(folder)
@@ -246,7 +242,7 @@ def locked_output(folder: str | os.PathLike, option: str = "--out") -> Iterator[
 def exclusive_lock(lock_path: Path, busy: Callable[[str], str] | None = None) -> Iterator[bool]:
     """Hold an exclusive `fcntl.flock` on `lock_path` (created, the holder's PID written in
     it, removed on release); yields whether it is held. `busy(holder)`: the message of the
-    OutputError raised at once when another process holds it ("PID N"); None waits for the
+    UserError raised at once when another process holds it ("PID N"); None waits for the
     holder instead. Without `fcntl` (Windows) nothing is locked (yields False)."""
     try:
         import fcntl
@@ -271,7 +267,7 @@ def _acquire(lock_path: Path, fcntl, busy: Callable[[str], str] | None):
             handle.close()
             if e.errno not in (errno.EAGAIN, errno.EACCES) or busy is None:
                 raise
-            raise OutputError(busy(_holder(lock_path))) from None
+            raise UserError(busy(_holder(lock_path))) from None
         # The holder we waited behind may have unlinked the file before we locked it: a lock
         # on a deleted file protects nothing, so start again on the current file.
         try:

@@ -34,8 +34,8 @@ import torch
 from tqdm import tqdm
 
 from . import ops, visualize
-from .cli import (CliError, HelpFormatter, add_device_arguments, check_amp_precision, check_T, note, resolve_device,
-                  run_main, set_threads)
+from .cli import (HelpFormatter, add_device_arguments, check_amp_precision, note, resolve_device, run_main, set_threads)
+from .errors import UserError, check_T
 from .images import PIL_MAX_PIXELS, ImageHeader, check_input, read_header, read_image
 from .inference import Extractor, load, settings_for
 from .inference.memory import automatic_tile, available_bytes
@@ -79,10 +79,10 @@ def parse_video(value: str, explicit: bool) -> tuple[str, ...]:
     formats = tuple(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
     unknown = [f for f in formats if f not in VIDEO_FORMATS]
     if unknown:
-        raise CliError(f"--video {value}: unknown format {unknown[0]!r}; expected gif, mp4, both or none")
+        raise UserError(f"--video {value}: unknown format {unknown[0]!r}; expected gif, mp4, both or none")
     if "mp4" in formats and not visualize.mp4_available():
         if explicit:
-            raise CliError("--video mp4 needs imageio-ffmpeg: pip install imageio-ffmpeg (or b2v_rnn[video])")
+            raise UserError("--video mp4 needs imageio-ffmpeg: pip install imageio-ffmpeg (or b2v_rnn[video])")
         note("no MP4 written: imageio-ffmpeg is not installed (pip install imageio-ffmpeg)")
         formats = tuple(f for f in formats if f != "mp4")
     return formats
@@ -125,7 +125,7 @@ def plan_outputs(images: Sequence[Path], out: Path, formats: Sequence[str] = ("g
     plans, stems = [], {}
     for image in images:
         if image.stem in stems:
-            raise CliError(f"{image} and {stems[image.stem]} would both write {out / image.stem}; "
+            raise UserError(f"{image} and {stems[image.stem]} would both write {out / image.stem}; "
                            "rename one or run them separately")
         stems[image.stem] = image
         plans.append(Plan(image, out / image.stem, tuple(out / f"{image.stem}.{f}" for f in formats)))
@@ -142,7 +142,7 @@ def refuse_existing(plans: Sequence[Plan], overwrite: bool) -> None:
                 for p in (plan.folder, *(plan.folder.with_name(f"{plan.stem}.{f}") for f in VIDEO_FORMATS))
                 if p.exists()]
     if existing:
-        raise CliError(f"outputs exist already: {', '.join(existing[:5])}"
+        raise UserError(f"outputs exist already: {', '.join(existing[:5])}"
                        f"{' ...' if len(existing) > 5 else ''} (pass --overwrite to replace them)")
 
 
@@ -166,7 +166,7 @@ def predict_one(extractor: Extractor, header: ImageHeader, args) -> torch.Tensor
     try:
         y = read_image(header.path, args.max_pixels)
     except MemoryError:  # numpy's _ArrayMemoryError: the estimate above could not see other processes
-        raise CliError(f"{header.path} ({header.width}x{header.height}): not enough memory to decode it; "
+        raise UserError(f"{header.path} ({header.width}x{header.height}): not enough memory to decode it; "
                        "free some memory or use a smaller image") from None
     return extractor.frames_tensor(y, args.T, tile, args.tile_overlap, progress=True, name=str(header.path))
 
@@ -174,16 +174,16 @@ def predict_one(extractor: Extractor, header: ImageHeader, args) -> torch.Tensor
 def check_options(args, raw: Sequence[str]) -> tuple[str, ...]:
     """Every option checked before any input is read; returns the animation formats."""
     set_threads(args.threads)
-    check_T(args.T)
+    check_T(args.T, "--T")
     check_tiling(args.tile, args.tile_overlap)
     if not math.isfinite(args.fps) or args.fps <= 0:  # found before the inference, not after it
-        raise CliError(f"--fps {args.fps}: must be a finite number > 0")
+        raise UserError(f"--fps {args.fps}: must be a finite number > 0")
     check_amp_precision(raw, args.amp, args.precision)
     if args.max_pixels < 1:
-        raise CliError(f"--max-pixels {args.max_pixels}: must be >= 1")
+        raise UserError(f"--max-pixels {args.max_pixels}: must be >= 1")
     formats = parse_video(args.video, explicit=any(a == "--video" or a.startswith("--video=") for a in raw))
     if "gif" in formats and args.fps > GIF_MAX_FPS:
-        raise CliError(f"--fps {args.fps:g}: a GIF's frame delay is a whole number of 1/100 s, so at most "
+        raise UserError(f"--fps {args.fps:g}: a GIF's frame delay is a whole number of 1/100 s, so at most "
                        f"--fps {GIF_MAX_FPS} (or pass --video mp4)")
     return formats
 
@@ -196,9 +196,9 @@ def predict_all(extractor: Extractor, plans: Sequence[Plan], headers: Sequence[I
         describe_losses(header)
         try:
             frames = predict_one(extractor, header, args)
-        except CliError as e:
+        except UserError as e:
             if written:
-                raise CliError(f"{e} [the {len(written)} image(s) before it were written completely to "
+                raise UserError(f"{e} [the {len(written)} image(s) before it were written completely to "
                                f"{args.out}; nothing of {plan.image}]") from None
             raise
         with out.stage() as stage:
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     with locked_output(args.out) as out:
         refuse_existing(plans, args.overwrite)
         loaded = load(args.checkpoint, device)
-        loaded.check_T(args.T)
+        loaded.check_frames(args.T)
         extractor = Extractor(loaded, settings_for(device, args.precision, args.amp, loaded.module))
         return predict_all(extractor, plans, headers, args, out, formats)
 

@@ -37,14 +37,13 @@ from tqdm import tqdm
 
 from . import metrics as M
 from . import visualize
-from .cli import (CliError, HelpFormatter, add_device_arguments, check_amp_precision, check_T, resolve_device,
-                  run_main, set_threads)
-from .data.errors import DataError
-from .data.photos import PhotoFolder
-from .inference import Extractor, load, settings_for
-from .outputs import check_writable, locked_output
+from .cli import HelpFormatter, add_device_arguments, check_amp_precision, resolve_device, run_main, set_threads
 from .data.blur import average_frames
 from .data.families import EMBEDDED_HELD_OUT, FAMILIES, GAMMA, SUITE_FAMILIES, PhotoSource, render_scene
+from .data.photos import PhotoFolder
+from .errors import UserError, check_T
+from .inference import Extractor, load, settings_for
+from .outputs import check_writable, locked_output
 
 KEPT_BAR = 35.0
 """dB a sharp input and a still background must keep, at the least."""
@@ -207,22 +206,22 @@ SUITE_OUTPUTS = ("report.json", "suite.txt", *(f"{family}.png" for family in FAM
 def check_options(args, raw: Sequence[str]) -> tuple[list[str], PhotoSource]:
     """Every option checked before any work; returns the families and the photographs."""
     set_threads(args.threads)
-    check_T(args.T)
+    check_T(args.T, "--T")
     check_amp_precision(raw, args.amp, args.precision)
     if args.seed < 0:  # numpy's generators take no negative seeds
-        raise CliError(f"--seed {args.seed}: must be >= 0")
+        raise UserError(f"--seed {args.seed}: must be >= 0")
     names = [f.strip() for f in args.families.split(",") if f.strip()]
     unknown = [f for f in names if f not in FAMILIES]
     if unknown or not names:
-        raise CliError(f"--families {args.families!r}: unknown {unknown}, expected some of {sorted(FAMILIES)}")
+        raise UserError(f"--families {args.families!r}: unknown {unknown}, expected some of {sorted(FAMILIES)}")
     if args.n < 1 or args.size < 32:
-        raise CliError(f"--n {args.n} must be >= 1 and --size {args.size} >= 32")
+        raise UserError(f"--n {args.n} must be >= 1 and --size {args.size} >= 32")
     if args.still_gate is not None and not (math.isfinite(args.still_gate) and args.still_gate >= 0):
-        raise CliError(f"--still-gate {args.still_gate}: must be a finite number >= 0")
+        raise UserError(f"--still-gate {args.still_gate}: must be a finite number >= 0")
     try:
         photos = PhotoSource(PhotoFolder(args.photos)) if args.photos else EMBEDDED_HELD_OUT
-    except DataError as e:
-        raise CliError(f"--photos: {e}") from None
+    except UserError as e:
+        raise UserError(f"--photos: {e}") from None
     return names, photos
 
 
@@ -230,10 +229,10 @@ def load_extractor(args) -> tuple[Extractor, Path]:
     """The model of --checkpoint (with --still-gate applied) ready to run, and its path."""
     device = resolve_device(args.device)
     loaded = load(args.checkpoint, device)
-    loaded.check_T(args.T)
+    loaded.check_frames(args.T)
     if args.still_gate is not None:
         if not hasattr(loaded.module, "still_gate"):  # the authors' networks
-            raise CliError(f"--still-gate {args.still_gate}: {loaded.path} holds the authors' pretrained networks, "
+            raise UserError(f"--still-gate {args.still_gate}: {loaded.path} holds the authors' pretrained networks, "
                            "which have no still gate")
         loaded.module.still_gate = args.still_gate
     return Extractor(loaded, settings_for(device, args.precision, args.amp, loaded.module)), loaded.path
@@ -258,13 +257,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     with locked_output(args.out) if args.out is not None else contextlib.nullcontext() as out:
         existing = [out.path / name for name in SUITE_OUTPUTS if (out.path / name).exists()] if out else []
         if existing and not args.overwrite:
-            raise CliError(f"{existing[0]} exists already (pass --overwrite to replace it)")
+            raise UserError(f"{existing[0]} exists already (pass --overwrite to replace it)")
         extractor, path = load_extractor(args)
         try:
             report, kept = run(lambda y: extractor(y, args.T), names, args.n, args.T, args.size, args.seed, photos,
                                keep=3 if out else 0)
-        except DataError as e:  # a photograph of --photos that cannot be decoded
-            raise CliError(f"--photos: {e}") from None
+        except UserError as e:  # a photograph of --photos that cannot be decoded
+            raise UserError(f"--photos: {e}") from None
         table = format_table(report)
         print(f"{path} (still gate {getattr(extractor.module, 'still_gate', 0.0)}) on {photos.describe()} "
               f"({args.n} scenes per family, {args.size} px, T={args.T}, {extractor.settings.describe()})")

@@ -41,7 +41,8 @@ from b2v_rnn import ops  # noqa: E402
 from b2v_rnn.data import NO_AUGMENT, BlurSequenceDataset, default_dataset  # noqa: E402
 from b2v_rnn.losses import PAIR_LOSSES  # noqa: E402
 from b2v_rnn.metrics import MetricAverager, clip_metrics  # noqa: E402
-from b2v_rnn.models import PRESETS, check_T  # noqa: E402
+from b2v_rnn.errors import check_T  # noqa: E402
+from b2v_rnn.models import PRESETS  # noqa: E402
 from b2v_rnn.visualize import plot_psnr_per_frame  # noqa: E402
 
 BASELINE = "repeat y"

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from b2v_rnn.losses import middle_loss, sequence_losses
-from b2v_rnn.models import BlurToVideo, MiddleNet, RecurrentGenerator, check_T
+from b2v_rnn.errors import check_T
+from b2v_rnn.models import BlurToVideo, MiddleNet, RecurrentGenerator
 
 
 def middle_mse(pred: Tensor, target: Tensor) -> Tensor:

@@ -26,10 +26,10 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from b2v_rnn.atomic import atomic_path
-from b2v_rnn.data.convert import run_cli
-from b2v_rnn.data.errors import DataError
+from b2v_rnn.cli import run_main
 from b2v_rnn.data.photos import PHOTO_SUFFIXES
-from b2v_rnn.outputs import OutputError, check_writable
+from b2v_rnn.errors import UserError
+from b2v_rnn.outputs import check_writable
 
 
 def candidates(source: Path) -> list[Path]:
@@ -57,21 +57,21 @@ def from_manifest(sources: list[Path], manifest: Path, split: str) -> list[tuple
     try:
         rows = [line.split("\t") for line in manifest.read_text().splitlines()[1:] if line.strip()]
     except OSError as e:
-        raise DataError(f"--manifest {manifest}: cannot be read ({e.strerror})") from None
+        raise UserError(f"--manifest {manifest}: cannot be read ({e.strerror})") from None
     for number, row in enumerate(rows, start=2):
         if len(row) != 4:
-            raise DataError(f"--manifest {manifest}, line {number}: expected 4 tab-separated fields, got {len(row)}")
+            raise UserError(f"--manifest {manifest}, line {number}: expected 4 tab-separated fields, got {len(row)}")
         row_split, name, package, relative = row
         if row_split != split:
             continue
         if package not in by_name:
-            raise DataError(f"--manifest {manifest}, line {number}: package {package!r} is not among the sources")
+            raise UserError(f"--manifest {manifest}, line {number}: package {package!r} is not among the sources")
         path = by_name[package] / relative
         if not path.is_file():
-            raise DataError(f"--manifest {manifest}, line {number}: {path} does not exist")
+            raise UserError(f"--manifest {manifest}, line {number}: {path} does not exist")
         todo.append((by_name[package], path, name))
     if not todo:
-        raise DataError(f"--manifest {manifest}: no row of split {split!r}")
+        raise UserError(f"--manifest {manifest}: no row of split {split!r}")
     return todo
 
 
@@ -108,16 +108,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--split", default="train", help="the manifest's split to write")
     args = p.parse_args(argv)
     if args.max_side < 16 or args.min_side < 1:
-        raise DataError(f"--max-side {args.max_side} must be >= 16 and --min-side {args.min_side} >= 1")
+        raise UserError(f"--max-side {args.max_side} must be >= 16 and --min-side {args.min_side} >= 1")
     for source in args.sources:
         if not source.is_dir():
-            raise DataError(f"{source}: not a folder")
+            raise UserError(f"{source}: not a folder")
     if args.out.resolve() in [s.resolve() for s in args.sources]:
-        raise DataError(f"--out {args.out} is one of the source folders")
-    try:
-        check_writable(args.out, "--out")  # before reading any photograph
-    except OutputError as e:
-        raise DataError(str(e)) from None
+        raise UserError(f"--out {args.out} is one of the source folders")
+    check_writable(args.out, "--out")  # before reading any photograph
     if args.manifest is not None:
         todo = from_manifest(args.sources, args.manifest, args.split)
     else:
@@ -127,4 +124,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_main(main)

@@ -15,8 +15,9 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from b2v_rnn.data.convert import Scene, add_arguments, convert, run_cli, to_rgb
-from b2v_rnn.data.errors import DataError
+from b2v_rnn.cli import run_main
+from b2v_rnn.data.convert import Scene, add_arguments, convert, to_rgb
+from b2v_rnn.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 
@@ -33,11 +34,11 @@ def images_in(folder: Path) -> list[Path]:
 
 
 def read_frame(path: Path) -> np.ndarray:
-    """uint8 (H, W, 3) pixels of one image file; an unreadable file raises DataError."""
+    """uint8 (H, W, 3) pixels of one image file; an unreadable file raises UserError."""
     try:
         image = iio.imread(path, plugin="pillow")
     except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read image ({e})") from None
+        raise UserError(f"{path}: cannot read image ({e})") from None
     return to_rgb(image, str(path), scene=str(path.parent))
 
 
@@ -45,22 +46,22 @@ def find_scenes(root: Path) -> list[Scene]:
     """Scenes under root: root itself if it holds images, else each sub-folder (its
     `sharp/` sub-folder when present). Raises for a missing root or an empty scene."""
     if root.is_file():
-        raise DataError(f"{root}: is a file; pass the folder that holds the frames (or scene folders)")
+        raise UserError(f"{root}: is a file; pass the folder that holds the frames (or scene folders)")
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
+        raise UserError(f"{root}: no such folder")
     if images_in(root):
         folders = [root]
     else:
         subdirs = sorted((d for d in root.iterdir() if d.is_dir()), key=_natural)
         if not subdirs:
-            raise DataError(f"{root}: holds neither images nor scene folders "
+            raise UserError(f"{root}: holds neither images nor scene folders "
                              "(expected ROOT/*.png, ROOT/<scene>/*.png or ROOT/<scene>/sharp/*.png)")
         folders = [d / "sharp" if (d / "sharp").is_dir() else d for d in subdirs]
     scenes = []
     for folder in folders:
         files = images_in(folder)
         if not files:
-            raise DataError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this scene folder")
+            raise UserError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this scene folder")
         scenes.append(Scene(str(folder), (read_frame(f) for f in files), len(files), tuple(files)))
     return scenes
 
@@ -75,4 +76,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_main(main)

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import h5py
 
+from b2v_rnn.cli import run_main
 from b2v_rnn.data import H5Writer, read_info
-from b2v_rnn.data.convert import check_output_file, run_cli
-from b2v_rnn.data.errors import DataError
+from b2v_rnn.data.convert import check_output_file
 from b2v_rnn.data.h5format import sample_error
+from b2v_rnn.errors import UserError
 
 
 def merge(inputs: list[Path], out: Path, overwrite: bool = False, progress: bool = True) -> int:
@@ -31,7 +32,7 @@ def merge(inputs: list[Path], out: Path, overwrite: bool = False, progress: bool
         mine, theirs = (info.T, info.H, info.W, info.attrs.get("gamma")), (first.T, first.H, first.W,
                                                                          first.attrs.get("gamma"))
         if mine != theirs:
-            raise DataError(f"{info.path}: T, H, W, gamma = {mine} differ from {theirs} of {first.path}; "
+            raise UserError(f"{info.path}: T, H, W, gamma = {mine} differ from {theirs} of {first.path}; "
                             "only files of one shape can be merged")
     source = "merged: " + ", ".join(f"{info.path.name} ({info.attrs.get('source', '?')})" for info in infos)
     keep_still = all(info.has_still for info in infos)
@@ -61,4 +62,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_main(main)

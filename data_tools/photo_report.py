@@ -22,11 +22,12 @@ from PIL import Image
 
 from b2v_rnn import visualize
 from b2v_rnn.atomic import atomic_path
-from b2v_rnn.cli import CliError, check_T, run_main
-from b2v_rnn.metrics import grid_peak_ratio
-from b2v_rnn.outputs import check_writable, refuse_inputs_among_outputs
+from b2v_rnn.cli import run_main
+from b2v_rnn.errors import UserError, check_T
 from b2v_rnn.images import read_image
 from b2v_rnn.inference import load
+from b2v_rnn.metrics import grid_peak_ratio
+from b2v_rnn.outputs import check_writable, refuse_inputs_among_outputs
 
 SAMPLE = Path(__file__).resolve().parents[1] / "b2v_rnn" / "samples" / "blurry.png"
 PERIODS = (2, 4, 5)
@@ -73,17 +74,17 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, required=True, help="the figure (.png)")
     p.add_argument("--json", type=Path, help="also write the numbers here")
     args = p.parse_args(argv)
-    check_T(args.T)
+    check_T(args.T, "--T")
     for option, path in (("--out", args.out), ("--json", args.json)):  # before any work, in one line each
         if path is None:
             continue
         if path.is_dir():
-            raise CliError(f"{option} {path}: is a folder; give the file to write")
+            raise UserError(f"{option} {path}: is a folder; give the file to write")
         refuse_inputs_among_outputs([path], [args.image, args.checkpoint], option)
         check_writable(path.parent, option)
     y = read_image(args.image)
     loaded = load(args.checkpoint, "cpu")
-    loaded.check_T(args.T)
+    loaded.check_frames(args.T)
     model = loaded.module
     for path in (args.out, args.json):
         if path is not None:

@@ -21,10 +21,12 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from b2v_rnn.cli import run_main
 from b2v_rnn.data import families
-from b2v_rnn.data.convert import check_output_file, run_cli
+from b2v_rnn.data.convert import check_output_file
 from b2v_rnn.data.photos import PhotoFolder
 from b2v_rnn.data.synthetic import BROAD, HELD_OUT, REAL_MOTION, REAL_MOTION_HELD_OUT, generate, scale_motion
+from b2v_rnn.errors import check_T
 
 PRESETS = {"broad": BROAD, "held_out": HELD_OUT, "real_motion": REAL_MOTION,
            "real_motion_held_out": REAL_MOTION_HELD_OUT}
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    check_T(args.T, "--T")
     check_output_file(Path(args.out), args.overwrite)  # before minutes of rendering
 
     if args.mix is not None:
@@ -82,4 +85,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_main(main)

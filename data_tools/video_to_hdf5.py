@@ -15,8 +15,9 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from b2v_rnn.data.convert import Scene, add_arguments, convert, note_once, run_cli, to_rgb
-from b2v_rnn.data.errors import DataError
+from b2v_rnn.cli import run_main
+from b2v_rnn.data.convert import Scene, add_arguments, convert, note_once, to_rgb
+from b2v_rnn.errors import UserError
 
 
 _BANNER = ("ffmpeg version", "built with", "configuration:", "lib", "===", "Could not load meta information")
@@ -36,7 +37,7 @@ def ffmpeg_reason(message: str) -> str:
 
 
 def video_frames(path: Path) -> Iterator[np.ndarray]:
-    """Decoded uint8 (H, W, 3) frames of `path`; an undecodable file raises DataError with
+    """Decoded uint8 (H, W, 3) frames of `path`; an undecodable file raises UserError with
     ffmpeg's reason in one line, and a note says when fewer frames decode than the header's
     duration promises (a file truncated mid-stream decodes up to the damage without an error)."""
     count = 0
@@ -44,7 +45,7 @@ def video_frames(path: Path) -> Iterator[np.ndarray]:
         for count, frame in enumerate(iio.imiter(path, plugin="FFMPEG"), start=1):
             yield to_rgb(frame, f"{path} frame {count - 1}", scene=str(path))
     except (OSError, RuntimeError) as e:
-        raise DataError(f"{path}: cannot decode video ({ffmpeg_reason(str(e))})") from None
+        raise UserError(f"{path}: cannot decode video ({ffmpeg_reason(str(e))})") from None
     expected = expected_frames(path)
     if expected is not None and count < 0.9 * expected - 1:
         note_once(f"{path}: decoded {count} frames, but its header promises about {expected}: the file is "
@@ -67,12 +68,12 @@ def main(argv: list[str] | None = None) -> None:
     add_arguments(parser)
     args = parser.parse_args(argv)
     if args.video.is_dir():
-        raise DataError(f"{args.video}: is a folder, not a video file (frame folders: data_tools.frames_to_hdf5)")
+        raise UserError(f"{args.video}: is a folder, not a video file (frame folders: data_tools.frames_to_hdf5)")
     if not args.video.is_file():
-        raise FileNotFoundError(f"{args.video}: no such video file")
+        raise UserError(f"{args.video}: no such video file")
     convert(args, [Scene(str(args.video), video_frames(args.video), files=(args.video,))],
             source=f"video:{args.video}")
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_main(main)

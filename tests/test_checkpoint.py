@@ -18,6 +18,7 @@ import torch
 from b2v_rnn import checkpoint as ckpt
 from b2v_rnn import train
 from b2v_rnn.data import generate
+from b2v_rnn.errors import UserError
 from b2v_rnn.export import export
 from b2v_rnn.models import (PRESETS, BlurToVideo, Jin2018, MiddleNet, RecurrentGenerator, build_discriminator,
                             build_model, build_model_from_config)
@@ -176,9 +177,9 @@ def test_an_unknown_version_is_refused(tmp_path, version, message):
     path = tmp_path / "c.pt"
     torch.save({"format": ckpt.FORMAT, "version": version, "model": model.state_dict(),
                 "model_config": model.config, "T": 3}, path)
-    with pytest.raises(ckpt.CheckpointError, match=rf"c\.pt: checkpoint {message}.*reads versions 1 to 2"):
+    with pytest.raises(ckpt.UserError, match=rf"c\.pt: checkpoint {message}.*reads versions 1 to 2"):
         ckpt.load_checkpoint(path)
-    with pytest.raises(ckpt.CheckpointError, match=message):
+    with pytest.raises(ckpt.UserError, match=message):
         ckpt.upgrade({"version": version})
 
 
@@ -186,12 +187,12 @@ def test_a_config_that_is_not_whole_is_not_written(tmp_path):
     """A version-2 file promises every field: a config in the version-1 layout is refused."""
     model = build_model("tiny")
     not_whole = r"model_config is not whole.*middle.*missing keys \['linear_skip'\]"
-    with pytest.raises(ckpt.CheckpointError, match=not_whole):
+    with pytest.raises(ckpt.UserError, match=not_whole):
         ckpt.save_checkpoint({"model": model.state_dict(), "model_config": version_1_config(model.config),
                               "T": 3}, tmp_path / "c.pt")
     disc = {**build_discriminator("tiny").config}
     del disc["max_channels"]
-    with pytest.raises(ckpt.CheckpointError, match="discriminator_config is not whole"):
+    with pytest.raises(ckpt.UserError, match="discriminator_config is not whole"):
         ckpt.save_checkpoint({"model": model.state_dict(), "model_config": model.config, "T": 3,
                               "discriminator_config": disc}, tmp_path / "c.pt")
     assert not (tmp_path / "c.pt").exists()

@@ -6,7 +6,8 @@ import warnings
 import pytest
 import torch
 
-from b2v_rnn.cli import CliError, autocast_for, run_main
+from b2v_rnn.cli import autocast_for, run_main
+from b2v_rnn.errors import UserError
 
 
 def test_warnings_are_one_line_without_source():
@@ -19,7 +20,7 @@ def test_warnings_are_one_line_without_source():
 
 def test_expected_errors_exit_2_with_one_line(capsys):
     def main(argv):
-        raise CliError("--T 4: the number of frames must be odd and >= 3")
+        raise UserError("--T 4: the number of frames must be odd and >= 3")
 
     with pytest.raises(SystemExit) as stop, warnings.catch_warnings():
         run_main(main, [])

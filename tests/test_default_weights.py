@@ -52,7 +52,7 @@ def test_default_weights_beat_repeating_y_on_every_pair_per_patch(model):
     and a direction above its shuffled control. (Measured when shipped: middle +0.09 dB, pairs
     +0.08 / +0.12 / +0.16 dB, directions 2.8-3.1x their controls. The weights before them scored
     +0.45 and +0.53 / +0.80 / +1.13 here and harmed sharp photographs and still backgrounds
-    (tests/test_no_harm.py): the weights README says what was traded.) 48 clips, not 12: the
+    (tests/test_default_weights_no_harm.py): the weights README says what was traded.) 48 clips, not 12: the
     middle frame loses dBs on the few nearly sharp clips (blurry input above 30 dB)."""
     from b2v_rnn.metrics import MetricAverager, clip_metrics
 

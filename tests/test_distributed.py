@@ -81,19 +81,19 @@ def _verdict_worker(rank, world_size, port, root):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     from b2v_rnn import distributed
-    from b2v_rnn.cli import CliError
+    from b2v_rnn.errors import UserError
 
     ctx = distributed.setup("cpu")
     judged = []
 
     def judge():
         judged.append(rank)
-        raise CliError("--out x: not empty")
+        raise UserError("--out x: not empty")
 
     try:
         distributed.judged_by_main(ctx, judge)
         outcome = "passed"
-    except CliError as e:
+    except UserError as e:
         outcome = f"refused: {e}"
     except SystemExit as e:
         outcome = f"exit {e.code}"

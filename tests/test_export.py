@@ -4,7 +4,7 @@ import torch
 
 from b2v_rnn import checkpoint as ckpt
 from b2v_rnn import export
-from b2v_rnn.cli import CliError
+from b2v_rnn.errors import UserError
 from b2v_rnn.models import build_discriminator, build_model
 from model_helpers import randomize_output_layers
 
@@ -35,11 +35,11 @@ def test_export_refuses_to_overwrite_and_rejects_foreign_files(tmp_path):
     training_checkpoint(tmp_path / "best.pt")
     out = tmp_path / "default.pt"
     out.write_bytes(b"earlier")
-    with pytest.raises(CliError, match="--overwrite"):
+    with pytest.raises(UserError, match="--overwrite"):
         export.main([str(tmp_path / "best.pt"), "--out", str(out)])
     assert out.read_bytes() == b"earlier"
     (tmp_path / "foreign.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CliError, match="foreign.pt"):
+    with pytest.raises(UserError, match="foreign.pt"):
         export.main([str(tmp_path / "foreign.pt"), "--out", str(tmp_path / "new.pt")])
     assert not (tmp_path / "new.pt").exists()
 
@@ -52,5 +52,5 @@ def test_export_creates_the_folder_of_out_and_a_damaged_export_is_refused(tmp_pa
     data = bytearray(out.read_bytes())
     data[-100] ^= 0xFF  # one byte flipped after export: its .sha256 no longer matches
     out.write_bytes(bytes(data))
-    with pytest.raises(ckpt.CheckpointError, match="does not match"):
+    with pytest.raises(ckpt.UserError, match="does not match"):
         ckpt.load_checkpoint(out)

@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
+from b2v_rnn import suite
 from b2v_rnn.data import families as fam
 from b2v_rnn.data.blur import average_frames
-from b2v_rnn.data.errors import DataError
 from b2v_rnn.data.photos import PhotoFolder
-from b2v_rnn import suite
+from b2v_rnn.errors import UserError
 from data_tools.synthetic import main as synthetic_main
 
 T = 7
@@ -72,7 +72,7 @@ def test_parse_mix_normalises_and_names_bad_parts():
     assert fam.parse_mix("sharp=1,still=3") == {"sharp": 0.25, "still": 0.75}
     for bad, words in (("blurry=1", "unknown family"), ("sharp=x", "must be a number"),
                        ("sharp=-1", ">= 0"), ("sharp=0", "positive share"), ("sharp=nan", ">= 0")):
-        with pytest.raises(DataError, match=words):
+        with pytest.raises(UserError, match=words):
             fam.parse_mix(bad)
 
 
@@ -94,17 +94,17 @@ def test_a_photo_folder_is_found_recursively_in_sorted_order(tmp_path):
 
 
 def test_photo_folder_errors_name_the_folder_or_file(tmp_path):
-    with pytest.raises(DataError, match="does not exist"):
+    with pytest.raises(UserError, match="does not exist"):
         PhotoFolder(tmp_path / "missing")
     (tmp_path / "file.jpg").write_bytes(b"x")
-    with pytest.raises(DataError, match="is not a folder"):
+    with pytest.raises(UserError, match="is not a folder"):
         PhotoFolder(tmp_path / "file.jpg")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="holds no photograph"):
+    with pytest.raises(UserError, match="holds no photograph"):
         PhotoFolder(tmp_path / "empty")
     (tmp_path / "damaged").mkdir()
     (tmp_path / "damaged" / "broken.png").write_bytes(b"not a png at all")
-    with pytest.raises(DataError, match="broken.png"):
+    with pytest.raises(UserError, match="broken.png"):
         PhotoFolder(tmp_path / "damaged").crop(np.random.default_rng(0), 32)
 
 
@@ -211,5 +211,5 @@ def test_collect_photos_takes_a_wallpaper_once_and_follows_a_manifest(tmp_path):
     collect_main([str(package), "--out", str(tmp_path / "listed"), "--manifest", str(manifest), "--split", "train"])
     assert sorted(p.name for p in (tmp_path / "listed").iterdir()) == ["lake.jpg"]
     manifest.write_text("split\tname\tdebian_package\tpath_in_package\ntrain\tx.jpg\tother\ta.png\n")
-    with pytest.raises(DataError, match="line 2: package 'other'"):
+    with pytest.raises(UserError, match="line 2: package 'other'"):
         collect_main([str(package), "--out", str(tmp_path / "bad"), "--manifest", str(manifest)])

@@ -11,8 +11,8 @@ from PIL import Image
 from b2v_rnn import inference as api
 from b2v_rnn import predict
 from b2v_rnn.checkpoint import default_checkpoint, load_model, save_checkpoint
-from b2v_rnn.cli import CliError
 from b2v_rnn.data import BlurSequenceDataset, generate
+from b2v_rnn.errors import UserError
 from b2v_rnn.inference import InferenceSettings
 from b2v_rnn.inference import extractor as extractor_module
 from b2v_rnn.inference import precision as inference
@@ -117,11 +117,11 @@ def test_a_bad_image_or_t_is_one_clear_error(tiny, tmp_path):
     extractor = api.Extractor(api.load(tiny), precision="fp32")
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         extractor.frames(np.zeros((4, 5, 6, 7)))
-    with pytest.raises(CliError, match="odd"):
+    with pytest.raises(UserError, match="odd"):
         extractor.frames(np.zeros((20, 20, 3), np.uint8), T=4)
-    with pytest.raises(CliError, match="no such file"):
+    with pytest.raises(UserError, match="no such file"):
         extractor.frames(tmp_path / "missing.png")
-    with pytest.raises(CliError, match="missing.pt"):
+    with pytest.raises(UserError, match="missing.pt"):
         api.load(tmp_path / "missing.pt")
 
 

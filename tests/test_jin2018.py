@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from b2v_rnn import ops
-from b2v_rnn.checkpoint import CheckpointError, load_checkpoint, load_model
+from b2v_rnn.checkpoint import load_checkpoint, load_model
 from b2v_rnn.cli import autocast_for, run_main
+from b2v_rnn.errors import UserError
 from b2v_rnn.inference import extract_tiled
 from b2v_rnn.inference.progress import frame_progress
 from b2v_rnn.models import Jin2018
@@ -295,7 +296,7 @@ def copy_of(official, tmp_path):
 @pytest.mark.parametrize("how", list(DAMAGES))
 def test_a_bad_file_is_one_line_naming_it(copy_of, how):
     file = damage_official_file(copy_of, how)
-    with pytest.raises(CheckpointError) as error:
+    with pytest.raises(UserError) as error:
         load_model(copy_of)
     message = str(error.value)
     assert "\n" not in message and file in message and DAMAGES[how] in message, message

@@ -7,6 +7,7 @@ from PIL import Image
 from b2v_rnn import predict
 from b2v_rnn.checkpoint import save_checkpoint
 from b2v_rnn.cli import run_main
+from b2v_rnn.errors import UserError
 from b2v_rnn.inference import extract_tiled
 from b2v_rnn.models import build_model
 
@@ -125,10 +126,10 @@ def test_default_weights_are_hash_checked(checkpoint, tmp_path, monkeypatch):
     weights = tmp_path / "default.pt"
     weights.write_bytes(checkpoint.read_bytes())
     monkeypatch.setattr(ckpt, "DEFAULT_WEIGHTS", weights)
-    with pytest.raises(ckpt.CheckpointError, match="hash file"):
+    with pytest.raises(ckpt.UserError, match="hash file"):
         ckpt.default_checkpoint()
     (tmp_path / "default.pt.sha256").write_text("0" * 64 + "  default.pt\n")
-    with pytest.raises(ckpt.CheckpointError, match="does not match"):
+    with pytest.raises(ckpt.UserError, match="does not match"):
         ckpt.default_checkpoint()
     (tmp_path / "default.pt.sha256").write_text(f"{ckpt.sha256_of(weights)}  default.pt\n")
     assert ckpt.default_checkpoint() == weights

@@ -11,8 +11,8 @@ import pytest
 from scipy import ndimage
 
 from b2v_rnn.atomic import TEMPORARY
+from b2v_rnn.cli import run_main
 from b2v_rnn.data import BROAD, HELD_OUT, SceneSettings, average_frames, defaults, generate, read_info, render_sequence
-from b2v_rnn.data.convert import run_cli
 from b2v_rnn.data.synthetic import REAL_MOTION, scale_motion
 from data_tools.synthetic import main as synthetic_main
 
@@ -105,12 +105,12 @@ def test_cli_writes_and_refuses_to_overwrite(tmp_path, capsys):
     settings = read_info(out).attrs["settings"]
     assert '"object_speed": [10.0, 40.0]' in settings and '"textures": ["noise", "dots"]' in settings
     with pytest.raises(SystemExit) as exit_info:
-        run_cli(synthetic_main, args)
+        run_main(synthetic_main, args)
     assert exit_info.value.code == 2
     assert f"{out}: already exists" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        run_cli(synthetic_main, ["--out", str(tmp_path / "t.h5"), "--n", "2", "--T", "4"])
-    assert "T must be an odd integer" in capsys.readouterr().err
+        run_main(synthetic_main, ["--out", str(tmp_path / "t.h5"), "--n", "2", "--T", "4"])
+    assert "the number of frames must be an odd integer" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.h5"]
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import DataError
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Augment:
 
     def __post_init__(self):
         if not self.noise_std >= 0:
-            raise DataError(f"noise_std must be >= 0, got {self.noise_std!r}")
+            raise UserError(f"noise_std must be >= 0, got {self.noise_std!r}")
 
 
 NO_AUGMENT = Augment(crop=False, channel_shuffle=False, rotate=False, flip=False, noise_std=0.0)

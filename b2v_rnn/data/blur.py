@@ -8,23 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import UserError, check_T
 
 NO_GAMMA = 1.0
 """Gamma value meaning "average the stored values directly" (the paper's choice)."""
 
 
-def check_T(T: int) -> int:
-    """Return T if it is a valid sequence length (odd, >= 3), else raise ValueError."""
-    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 3 or T % 2 == 0:
-        raise DataError(f"T must be an odd integer >= 3 (a middle frame must exist), got {T!r}")
-    return int(T)
-
-
 def check_gamma(gamma: float) -> float:
-    """Return gamma as float if positive, else raise ValueError."""
+    """Return gamma as float if positive, else UserError."""
     if not np.isfinite(gamma) or gamma <= 0:
-        raise DataError(f"gamma must be a positive number (1.0 = no linearisation), got {gamma!r}")
+        raise UserError(f"gamma must be a positive number (1.0 = no linearisation), got {gamma!r}")
     return float(gamma)
 
 
@@ -36,7 +29,7 @@ def average_frames(frames: np.ndarray, gamma: float = NO_GAMMA) -> np.ndarray:
     Returns uint8 (H, W, 3).
     """
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise DataError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
+        raise UserError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
     gamma = check_gamma(gamma)
     x = frames.astype(np.float64) / 255.0
     if gamma == NO_GAMMA:
@@ -53,7 +46,7 @@ def windows(n_frames: int, T: int, stride: int) -> list[range]:
     """
     T = check_T(T)
     if stride < 1:
-        raise DataError(f"stride must be >= 1, got {stride}")
+        raise UserError(f"stride must be >= 1, got {stride}")
     if n_frames < T:
-        raise DataError(f"{n_frames} frames are fewer than T={T}")
+        raise UserError(f"{n_frames} frames are fewer than T={T}")
     return [range(s, s + T) for s in range(0, n_frames - T + 1, stride)]

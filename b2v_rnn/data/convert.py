@@ -13,7 +13,7 @@ import collections
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .blur import NO_GAMMA, check_gamma, check_T
-from .errors import DataError
+from ..errors import UserError, check_T
+from .blur import NO_GAMMA, check_gamma
 from .h5format import MIN_METRIC_SIDE, H5Writer
 
 
@@ -50,11 +50,11 @@ def to_rgb(image: np.ndarray, name: str, scene: str | None = None) -> np.ndarray
     """Loaded image -> uint8 (H, W, 3): grey replicated, alpha dropped (said once per
     `scene`); other types refused."""
     if image.dtype != np.uint8:
-        raise DataError(f"{name}: {image.dtype} pixels, expected 8-bit images")
+        raise UserError(f"{name}: {image.dtype} pixels, expected 8-bit images")
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=-1)
     if image.ndim != 3 or image.shape[-1] not in (3, 4):
-        raise DataError(f"{name}: image of shape {image.shape}, expected (H, W), (H, W, 3) or (H, W, 4)")
+        raise UserError(f"{name}: image of shape {image.shape}, expected (H, W), (H, W, 3) or (H, W, 4)")
     if image.shape[-1] == 4:
         note_once(f"{scene or name}: images with an alpha channel; the alpha (transparency) is dropped")
     return np.ascontiguousarray(image[..., :3])
@@ -96,16 +96,16 @@ def write_scenes(out: str | os.PathLike, scenes: list[Scene], T: int, stride: in
     check_gamma(gamma)
     check_output_file(Path(out), overwrite, inputs=[f for scene in scenes for f in scene.files])
     if stride < 1:
-        raise DataError(f"--stride {stride}: must be >= 1")
+        raise UserError(f"--stride {stride}: must be >= 1")
     if not 0 < scale <= 1:
-        raise DataError(f"--downsample {scale}: must be in (0, 1]")
+        raise UserError(f"--downsample {scale}: must be in (0, 1]")
     if crop is not None and crop < 1:
-        raise DataError(f"--crop {crop}: must be a positive size")
+        raise UserError(f"--crop {crop}: must be a positive size")
     if not scenes:
-        raise DataError(f"{source}: no scenes to convert")
+        raise UserError(f"{source}: no scenes to convert")
     for scene in scenes:
         if scene.length is not None and scene.length < T:
-            raise DataError(f"{scene.name}: {scene.length} frames are fewer than T={T}")
+            raise UserError(f"{scene.name}: {scene.length} frames are fewer than T={T}")
     rng = np.random.default_rng(seed)
     total = sum((s.length - T) // stride + 1 for s in scenes) if all(s.length for s in scenes) else None
     extra = {"stride": stride, "crop": crop or 0, "seed": seed,
@@ -126,42 +126,39 @@ def write_scenes(out: str | os.PathLike, scenes: list[Scene], T: int, stride: in
                 if crop is None:
                     full_size = full_size or (H, W)
                     if (H, W) != full_size:
-                        raise DataError(f"{scene.name}: frames of {H}x{W}, but earlier scenes are "
+                        raise UserError(f"{scene.name}: frames of {H}x{W}, but earlier scenes are "
                                          f"{full_size[0]}x{full_size[1]}; pass --crop to mix sizes")
                     writer.append(window)
                 else:
                     if crop > min(H, W):
-                        raise DataError(f"{scene.name}: crop {crop} is larger than the frames "
+                        raise UserError(f"{scene.name}: crop {crop} is larger than the frames "
                                          f"({H}x{W} after downsample {scale})")
                     top, left = rng.integers(H - crop + 1), rng.integers(W - crop + 1)
                     writer.append(np.ascontiguousarray(window[:, top:top + crop, left:left + crop]))
                 count += 1
             if count == 0:
-                raise DataError(f"{scene.name}: fewer frames than T={T}")
+                raise UserError(f"{scene.name}: fewer frames than T={T}")
     return writer.count
 
 
 def check_output_file(out: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
     """What every converter checks of its --out before reading anything: not a folder, not one
     of `inputs`, in an existing writable folder, and not an existing file unless `overwrite`.
-    DataError (one line naming --out) otherwise. Temporaries that a killed write of the same
+    UserError (one line naming --out) otherwise. Temporaries that a killed write of the same
     file left are removed."""
-    from ..outputs import OutputError, check_writable, refuse_inputs_among_outputs, remove_orphaned_writes
+    from ..outputs import check_writable, refuse_inputs_among_outputs, remove_orphaned_writes
 
     if out.is_dir():
-        raise DataError(f"--out {out}: is a folder; give the .h5 file to write (--overwrite never replaces a folder)")
-    try:
-        refuse_inputs_among_outputs([out], inputs)
-    except OutputError as e:
-        raise DataError(str(e)) from None
+        raise UserError(f"--out {out}: is a folder; give the .h5 file to write (--overwrite never replaces a folder)")
+    refuse_inputs_among_outputs([out], inputs)
     try:
         check_writable(out.parent, option="--out", remedy="choose another --out")
-    except OutputError as e:
-        raise DataError(f"{e} (for {out.name})") from None
+    except UserError as e:
+        raise UserError(f"{e} (for {out.name})") from None
     if not out.parent.is_dir():
-        raise DataError(f"--out {out}: the folder {out.parent} does not exist; create it or choose another --out")
+        raise UserError(f"--out {out}: the folder {out.parent} does not exist; create it or choose another --out")
     if out.exists() and not overwrite:
-        raise DataError(f"--out {out}: already exists; pass --overwrite to replace it")
+        raise UserError(f"--out {out}: already exists; pass --overwrite to replace it")
     remove_orphaned_writes(out)
 
 
@@ -172,7 +169,7 @@ def _checked(scene: Scene, scale: float) -> Iterator[np.ndarray]:
         if first is None:
             first = frame.shape
         elif frame.shape != first:
-            raise DataError(f"{scene.name}: frame {i} is {frame.shape[1]}x{frame.shape[0]}, "
+            raise UserError(f"{scene.name}: frame {i} is {frame.shape[1]}x{frame.shape[0]}, "
                              f"but the first frame is {first[1]}x{first[0]} (images of mixed sizes)")
         yield downsample(frame, scale)
 
@@ -195,32 +192,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def convert(args: argparse.Namespace, scenes: list[Scene], source: str) -> None:
     """Run `write_scenes` with the shared options and report the result."""
-    try:
-        check_T(args.T)
-    except ValueError:
-        raise DataError(f"--T {args.T}: must be odd and >= 3 (a middle frame must exist)") from None
+    check_T(args.T, "--T")
     try:
         check_gamma(args.gamma)
     except ValueError:
-        raise DataError(f"--gamma {args.gamma}: must be a positive number (1 = average the stored values)") from None
+        raise UserError(f"--gamma {args.gamma}: must be a positive number (1 = average the stored values)") from None
     if args.seed < 0:
-        raise DataError(f"--seed {args.seed}: must be >= 0")
+        raise UserError(f"--seed {args.seed}: must be >= 0")
     stride = args.T if args.stride is None else args.stride
     n = write_scenes(args.out, scenes, args.T, stride, args.crop, args.downsample,
                      args.gamma, args.seed, source, args.overwrite, progress=not args.quiet)
     print(f"wrote {n} samples of T={args.T} to {args.out}")
-
-
-def run_cli(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
-    """Call main(argv); expected errors (bad input) print one line and exit with status 2,
-    anything else (a bug) keeps its traceback."""
-    from ..cli import CliError
-
-    try:
-        main(argv)
-    except (DataError, CliError, FileNotFoundError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:  # the writer has removed its temporary already
-        print("interrupted: nothing was written", file=sys.stderr)
-        sys.exit(130)

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import UserError
 from . import augment as _augment
 from .augment import NO_AUGMENT, Augment
-from .errors import DataError
 from .h5format import read_info, sample_error
 
 
@@ -31,7 +31,7 @@ class BlurSequenceDataset(Dataset):
     Item: {"blurry": float32 (3, h, w), "sharp": float32 (T, 3, h, w)}, values in [0,1].
     The HDF5 file is opened lazily in the process that reads (each worker its own handle),
     and the handle is never pickled. A sample that fails its checksum, or a damaged file,
-    raises DataError naming the file and the sample.
+    raises UserError naming the file and the sample.
     """
 
     def __init__(self, path: str | os.PathLike, crop: int | tuple[int, int] | None = None,
@@ -45,7 +45,7 @@ class BlurSequenceDataset(Dataset):
             crop = (crop, crop)
         self.crop = tuple(int(c) for c in crop)
         if not (0 < self.crop[0] <= self.info.H and 0 < self.crop[1] <= self.info.W):
-            raise DataError(f"{self.path}: crop {self.crop} does not fit in frames of "
+            raise UserError(f"{self.path}: crop {self.crop} does not fit in frames of "
                              f"{(self.info.H, self.info.W)}")
         if augment is True:
             augment = Augment()

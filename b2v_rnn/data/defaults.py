@@ -14,8 +14,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..outputs import OutputError, check_writable, exclusive_lock, remove_stale_temporaries
-from .errors import DataError
+from ..errors import UserError
+from ..outputs import check_writable, exclusive_lock, remove_stale_temporaries
 from .h5format import read_info
 from .synthetic import BROAD, HELD_OUT, SceneSettings, generate
 
@@ -70,16 +70,13 @@ def _describe_cost(size: int, seconds: float) -> str:
 
 
 def data_dir(need_bytes: int = 0) -> Path:
-    """Cache folder: $B2V_DATA_DIR, else ~/.cache/b2v_rnn (created if missing); DataError
+    """Cache folder: $B2V_DATA_DIR, else ~/.cache/b2v_rnn (created if missing); UserError
     naming the variable when it cannot be created or written."""
     from_env = os.environ.get("B2V_DATA_DIR")
     path = Path(from_env or Path.home() / ".cache" / "b2v_rnn")
-    try:
-        check_writable(path, option="B2V_DATA_DIR=" if from_env else "dataset cache", need_bytes=need_bytes,
-                       remedy="set B2V_DATA_DIR to a writable folder with room")
-        path.mkdir(parents=True, exist_ok=True)
-    except OutputError as e:
-        raise DataError(str(e)) from None
+    check_writable(path, option="B2V_DATA_DIR=" if from_env else "dataset cache", need_bytes=need_bytes,
+                   remedy="set B2V_DATA_DIR to a writable folder with room")
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -87,7 +84,7 @@ def default_dataset(split: str = "train", T: int = 7) -> Path:
     """Path of the default synthetic `split` ("train", "val" or "test") for T frames,
     generating it on first use (about 15 s for train on 2 CPU cores)."""
     if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}, expected one of {sorted(SPLITS)}")
+        raise UserError(f"unknown split {split!r}, expected one of {sorted(SPLITS)}")
     spec = SPLITS[split]
     name = f"synthetic-{split}-T{T}-{spec.size}px-n{spec.n}-v{GENERATOR_VERSION}.h5"
     cached = data_dir() / name
@@ -95,7 +92,7 @@ def default_dataset(split: str = "train", T: int = 7) -> Path:
         return cached
     size, seconds = generation_cost(split, T)
     if size > LARGEST_DEFAULT_BYTES:
-        raise DataError(f"the default {split!r} split for T={T} would be generated first ({spec.n} samples: "
+        raise UserError(f"the default {split!r} split for T={T} would be generated first ({spec.n} samples: "
                         f"{_describe_cost(size, seconds)}); pass files of your own (--train/--val, --data), e.g. "
                         f"`python -m data_tools.synthetic --out {split}.h5 --n 64 --T {T}`, or use a smaller T")
     path = data_dir(need_bytes=size) / name
@@ -115,7 +112,7 @@ def _is_valid(path: Path, T: int) -> bool:
         return False
     try:
         read_info(path, T)
-    except DataError:
+    except UserError:
         return False
     return True
 

@@ -33,8 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .blur import check_T
-from .errors import DataError
+from ..errors import UserError, check_T
 from .h5format import H5Writer
 from .photos import PhotoFolder
 from .synthetic import SHAPES, _rotate, _sample, _shape_distance, _trajectory
@@ -71,13 +70,13 @@ class Family:
 
     def __post_init__(self):
         if self.camera not in CAMERAS:
-            raise DataError(f"family {self.name!r}: camera must be one of {CAMERAS}, got {self.camera!r}")
+            raise UserError(f"family {self.name!r}: camera must be one of {CAMERAS}, got {self.camera!r}")
         for field in ("camera_blur", "object_blur", "zoom"):
             lo, hi = getattr(self, field)
             if not 0 <= lo <= hi:
-                raise DataError(f"family {self.name!r}: {field} must satisfy 0 <= low <= high, got {(lo, hi)}")
+                raise UserError(f"family {self.name!r}: {field} must satisfy 0 <= low <= high, got {(lo, hi)}")
         if not 0 <= self.objects[0] <= self.objects[1]:
-            raise DataError(f"family {self.name!r}: objects must satisfy 0 <= low <= high, got {self.objects}")
+            raise UserError(f"family {self.name!r}: objects must satisfy 0 <= low <= high, got {self.objects}")
 
     @property
     def moves_camera(self) -> bool:
@@ -109,17 +108,17 @@ def parse_mix(text: str) -> dict[str, float]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, share = part.partition("=")
         if name not in FAMILIES:
-            raise DataError(f"--mix: unknown family {name!r}, expected one of {sorted(FAMILIES)}")
+            raise UserError(f"--mix: unknown family {name!r}, expected one of {sorted(FAMILIES)}")
         try:
             value = float(share)
         except ValueError:
-            raise DataError(f"--mix: share of {name!r} must be a number, got {share!r}") from None
+            raise UserError(f"--mix: share of {name!r} must be a number, got {share!r}") from None
         if not (np.isfinite(value) and value >= 0):
-            raise DataError(f"--mix: share of {name!r} must be >= 0, got {share!r}")
+            raise UserError(f"--mix: share of {name!r} must be >= 0, got {share!r}")
         mix[name] = value
     total = sum(mix.values())
     if not total > 0:
-        raise DataError(f"--mix {text!r}: give at least one family a positive share")
+        raise UserError(f"--mix {text!r}: give at least one family a positive share")
     return {name: share / total for name, share in mix.items()}
 
 
@@ -301,9 +300,9 @@ def generate_mix(path: str | os.PathLike, n: int, T: int = 7, size: int = 96, se
     light (attribute gamma=2.2); each sample's exact still mask is stored as ``still``.
     """
     if n < 1:
-        raise DataError(f"n must be >= 1 sample, got {n}")
+        raise UserError(f"n must be >= 1 sample, got {n}")
     if size < 16:
-        raise DataError(f"size must be >= 16 pixels, got {size}")
+        raise UserError(f"size must be >= 16 pixels, got {size}")
     extra = {"seed": seed, "mix": json.dumps(dict(mix)), "photos": photos.describe(),
              "families": json.dumps({k: asdict(FAMILIES[k]) for k in mix})}
     with H5Writer(path, T, source="synthetic-families", gamma=GAMMA, extra_attrs=extra, total=n,

@@ -25,9 +25,9 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from .blur import NO_GAMMA, average_frames, check_gamma, check_T
 from ..atomic import temporary_name
-from .errors import DataError
+from ..errors import UserError, check_T
+from .blur import NO_GAMMA, average_frames, check_gamma
 
 FORMAT = "b2v"
 VERSION = 1
@@ -53,23 +53,23 @@ class FileInfo:
 def read_info(path: str | os.PathLike, T: int | None = None) -> FileInfo:
     """Open and validate a b2v file, returning its shape; the file is closed again.
 
-    Raises FileNotFoundError if missing, ValueError naming the file and the problem if it
-    is not HDF5, not ours, of an unsupported version, malformed, or holds T != expected T.
+    UserError naming the file and the problem if it is missing, not HDF5, not ours, of an
+    unsupported version, malformed, or holds T != expected T.
     """
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"{path}: is a folder, not an HDF5 file")
+        raise UserError(f"{path}: is a folder, not an HDF5 file")
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such HDF5 file")
+        raise UserError(f"{path}: no such HDF5 file")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
-        raise DataError(f"{path}: not a readable HDF5 file ({e})") from None
+        raise UserError(f"{path}: not a readable HDF5 file ({e})") from None
     try:
         with f:
             return _validate(f, path, T)
     except (OSError, RuntimeError, KeyError) as e:  # h5py's errors for a damaged file structure
-        raise DataError(f"{path}: damaged HDF5 file ({_first_line(e)})") from None
+        raise UserError(f"{path}: damaged HDF5 file ({_first_line(e)})") from None
 
 
 def _first_line(error: BaseException) -> str:
@@ -81,47 +81,47 @@ def _validate(f: h5py.File, path: Path, T: int | None) -> FileInfo:
     """read_info's checks on an open file."""
     attrs = {k: _plain(v) for k, v in f.attrs.items()}
     if attrs.get("format") != FORMAT:
-        raise DataError(f"{path}: attribute format={attrs.get('format')!r}, expected {FORMAT!r} "
+        raise UserError(f"{path}: attribute format={attrs.get('format')!r}, expected {FORMAT!r} "
                          "(not a b2v dataset)")
     if attrs.get("version") not in SUPPORTED_VERSIONS:
-        raise DataError(f"{path}: format version {attrs.get('version')!r} is not supported "
+        raise UserError(f"{path}: format version {attrs.get('version')!r} is not supported "
                          f"(supported: {SUPPORTED_VERSIONS})")
     for name in ("sharp", "blurry"):
         if not isinstance(f.get(name), h5py.Dataset):
-            raise DataError(f"{path}: dataset {name!r} is missing")
+            raise UserError(f"{path}: dataset {name!r} is missing")
     sharp, blurry = f["sharp"], f["blurry"]
     if sharp.dtype != np.uint8 or blurry.dtype != np.uint8:
-        raise DataError(f"{path}: sharp/blurry must be uint8, got {sharp.dtype}/{blurry.dtype}")
+        raise UserError(f"{path}: sharp/blurry must be uint8, got {sharp.dtype}/{blurry.dtype}")
     if sharp.ndim != 5 or sharp.shape[-1] != 3:
-        raise DataError(f"{path}: sharp has shape {sharp.shape}, expected (N, T, H, W, 3)")
+        raise UserError(f"{path}: sharp has shape {sharp.shape}, expected (N, T, H, W, 3)")
     N, fT, H, W, _ = sharp.shape
     if blurry.shape != (N, H, W, 3):
-        raise DataError(f"{path}: blurry has shape {blurry.shape}, expected {(N, H, W, 3)} "
+        raise UserError(f"{path}: blurry has shape {blurry.shape}, expected {(N, H, W, 3)} "
                          f"to match sharp {sharp.shape}")
     if N == 0:
-        raise DataError(f"{path}: holds no samples")
+        raise UserError(f"{path}: holds no samples")
     if attrs.get("T") != fT:
-        raise DataError(f"{path}: attribute T={attrs.get('T')!r} but sharp holds {fT} frames")
+        raise UserError(f"{path}: attribute T={attrs.get('T')!r} but sharp holds {fT} frames")
     try:
         check_T(fT)
     except ValueError as e:
-        raise DataError(f"{path}: {e}") from None
+        raise UserError(f"{path}: {e}") from None
     if T is not None and T != fT:
-        raise DataError(f"{path}: holds sequences of T={fT} frames, expected T={T}")
+        raise UserError(f"{path}: holds sequences of T={fT} frames, expected T={T}")
     still = f.get("still")
     if still is not None and (not isinstance(still, h5py.Dataset) or still.dtype != np.bool_
                               or still.shape != (N, H, W)):
         found = f"{still.dtype} {still.shape}" if isinstance(still, h5py.Dataset) else "a group"
-        raise DataError(f"{path}: still mask is {found}, expected bool {(N, H, W)} to match sharp {sharp.shape}")
+        raise UserError(f"{path}: still mask is {found}, expected bool {(N, H, W)} to match sharp {sharp.shape}")
     return FileInfo(path, N, fT, H, W, attrs, checksummed=bool(sharp.fletcher32 and blurry.fletcher32),
                     has_still=still is not None)
 
 
-def sample_error(path: Path, index: int, error: BaseException, checksummed: bool) -> DataError:
-    """The DataError for a sample HDF5 could not read: a failed checksum, or damage."""
+def sample_error(path: Path, index: int, error: BaseException, checksummed: bool) -> UserError:
+    """The UserError for a sample HDF5 could not read: a failed checksum, or damage."""
     if checksummed and "filter" in str(error):
-        return DataError(f"{path}: sample {index} fails its checksum (the file is damaged; reconvert it)")
-    return DataError(f"{path}: sample {index} cannot be read, the file is damaged ({_first_line(error)})")
+        return UserError(f"{path}: sample {index} fails its checksum (the file is damaged; reconvert it)")
+    return UserError(f"{path}: sample {index} cannot be read, the file is damaged ({_first_line(error)})")
 
 
 def corrupt_samples(path: str | os.PathLike, limit: int = 0, progress: bool = False) -> list[int]:
@@ -163,7 +163,7 @@ class H5Writer:
     path: destination. T: frames per sample. source: where the data came from.
     downsample: scale applied to the frames (1.0 = none). gamma: see `average_frames`.
     extra_attrs: more attributes to store. total: expected sample count (progress bar only).
-    overwrite: replace an existing file instead of refusing with FileExistsError.
+    overwrite: replace an existing file instead of refusing it (UserError).
     """
 
     def __init__(self, path: str | os.PathLike, T: int, source: str, downsample: float = 1.0,
@@ -180,9 +180,9 @@ class H5Writer:
 
     def __enter__(self) -> "H5Writer":
         if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.path}: already exists (pass overwrite / --overwrite to replace it)")
+            raise UserError(f"{self.path}: already exists (pass overwrite / --overwrite to replace it)")
         if not self.path.parent.is_dir():
-            raise FileNotFoundError(f"{self.path.parent}: output folder does not exist")
+            raise UserError(f"{self.path.parent}: output folder does not exist")
         self.tmp = temporary_name(self.path)
         self.file = h5py.File(self.tmp, "w")
         self.bar = tqdm(total=self.total, desc=f"writing {self.path.name}", unit="sample",
@@ -193,21 +193,21 @@ class H5Writer:
         """Add one sample. sharp: uint8 (T, H, W, 3); all samples must share H and W.
         still: its still mask, bool (H, W), given for every sample or for none."""
         if sharp.dtype != np.uint8 or sharp.shape[:1] != (self.T,) or sharp.ndim != 4 or sharp.shape[-1] != 3:
-            raise DataError(f"sample {self.count}: expected uint8 ({self.T}, H, W, 3), "
+            raise UserError(f"sample {self.count}: expected uint8 ({self.T}, H, W, 3), "
                              f"got {sharp.dtype} {sharp.shape}")
         if still is not None and (still.dtype != np.bool_ or still.shape != sharp.shape[1:3]):
-            raise DataError(f"sample {self.count}: still mask must be bool {sharp.shape[1:3]}, "
+            raise UserError(f"sample {self.count}: still mask must be bool {sharp.shape[1:3]}, "
                             f"got {still.dtype} {still.shape}")
         blurry = average_frames(sharp, self.gamma)
         if self.count == 0:
             self._create_datasets(*sharp.shape[1:3], with_still=still is not None)
         names = ("sharp", "blurry", "still") if "still" in self.file else ("sharp", "blurry")
         if (still is not None) != (len(names) == 3):
-            raise DataError(f"sample {self.count}: {'has' if still is not None else 'lacks'} a still mask, "
+            raise UserError(f"sample {self.count}: {'has' if still is not None else 'lacks'} a still mask, "
                             f"but the first sample {'did not' if still is not None else 'did'}")
         ds_sharp = self.file["sharp"]
         if sharp.shape[1:] != ds_sharp.shape[2:]:
-            raise DataError(f"sample {self.count}: frames of size {sharp.shape[1:3]}, but earlier "
+            raise UserError(f"sample {self.count}: frames of size {sharp.shape[1:3]}, but earlier "
                              f"samples are {ds_sharp.shape[2:4]}")
         # Grow in blocks: resizing an HDF5 dataset per sample is needlessly slow.
         if self.count == ds_sharp.shape[0]:
@@ -236,7 +236,7 @@ class H5Writer:
         try:
             if exc_type is None:
                 if self.count == 0:
-                    raise DataError(f"{self.path}: no samples were produced, nothing written")
+                    raise UserError(f"{self.path}: no samples were produced, nothing written")
                 for name in ("sharp", "blurry", "still"):
                     if name in self.file:
                         self.file[name].resize(self.count, axis=0)

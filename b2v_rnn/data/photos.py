@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DataError
+from ..errors import UserError
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -37,27 +37,27 @@ def _decoded(path: Path) -> torch.Tensor:
                                  Image.BICUBIC)
             pixels = np.asarray(img, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: cannot be read as a photograph ({e})") from None
+        raise UserError(f"{path}: cannot be read as a photograph ({e})") from None
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
 
 
 class PhotoFolder:
     """The photographs under `folder` (recursively), in sorted order.
 
-    Raises DataError when the folder is missing, not a folder, or holds no photograph.
+    Raises UserError when the folder is missing, not a folder, or holds no photograph.
     Files are decoded on first use; a damaged one is named when it is drawn.
     """
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         if not self.folder.exists():
-            raise DataError(f"photo folder {self.folder} does not exist")
+            raise UserError(f"photo folder {self.folder} does not exist")
         if not self.folder.is_dir():
-            raise DataError(f"photo folder {self.folder} is not a folder")
+            raise UserError(f"photo folder {self.folder} is not a folder")
         self.files = tuple(sorted(p for p in self.folder.rglob("*")
                                   if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file()))
         if not self.files:
-            raise DataError(f"photo folder {self.folder} holds no photograph "
+            raise UserError(f"photo folder {self.folder} holds no photograph "
                             f"({', '.join(PHOTO_SUFFIXES)}, searched recursively)")
 
     def __len__(self) -> int:

@@ -29,8 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .blur import check_T
-from .errors import DataError
+from ..errors import UserError, check_T
 from .h5format import H5Writer
 from .photos import PhotoFolder
 from .textures import HELD_OUT_FAMILIES, TRAIN_FAMILIES
@@ -78,25 +77,25 @@ class SceneSettings:
 
     def __post_init__(self):
         if not self.textures:
-            raise DataError("textures must name at least one texture family")
+            raise UserError("textures must name at least one texture family")
         for fam in self.textures:
             if fam not in TRAIN_FAMILIES + HELD_OUT_FAMILIES:
-                raise DataError(f"unknown texture family {fam!r}, expected one of "
+                raise UserError(f"unknown texture family {fam!r}, expected one of "
                                  f"{TRAIN_FAMILIES + HELD_OUT_FAMILIES}")
         lo, hi = self.objects
         if not 0 <= lo <= hi:
-            raise DataError(f"objects range must satisfy 0 <= low <= high, got {self.objects}")
+            raise UserError(f"objects range must satisfy 0 <= low <= high, got {self.objects}")
         for name in ("object_size", "camera_speed", "object_speed"):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
-                raise DataError(f"{name} range must satisfy 0 <= low <= high, got {(lo, hi)}")
+                raise UserError(f"{name} range must satisfy 0 <= low <= high, got {(lo, hi)}")
         for name in ("object_rotation", "acceleration", "camera_rotation", "camera_zoom"):
             if not 0 <= getattr(self, name) < math.inf:  # NaN fails too
-                raise DataError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+                raise UserError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
         if self.subframes < 1:
-            raise DataError(f"subframes must be >= 1, got {self.subframes}")
+            raise UserError(f"subframes must be >= 1, got {self.subframes}")
         if not 0.0 <= self.photo_background <= 1.0:
-            raise DataError(f"photo_background must be a share in [0, 1], got {self.photo_background}")
+            raise UserError(f"photo_background must be a share in [0, 1], got {self.photo_background}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -124,7 +123,7 @@ def scale_motion(settings: SceneSettings, factor: float) -> SceneSettings:
     """`settings` with camera and object speeds multiplied by `factor` (a curriculum stage:
     e.g. 0.25, 0.5, 1 of `REAL_MOTION`)."""
     if not factor >= 0:
-        raise DataError(f"motion factor must be >= 0, got {factor}")
+        raise UserError(f"motion factor must be >= 0, got {factor}")
     return dataclasses.replace(
         settings,
         camera_speed=tuple(factor * v for v in settings.camera_speed),
@@ -240,11 +239,11 @@ def generate(path: str | os.PathLike, n: int, T: int = 7, size: int = 96, seed: 
     file are the same whatever `n` is, and the file is a pure function of the arguments.
     """
     if n < 1:
-        raise DataError(f"n must be >= 1 sample, got {n}")
+        raise UserError(f"n must be >= 1 sample, got {n}")
     if size < 16:
-        raise DataError(f"size must be >= 16 pixels, got {size}")
+        raise UserError(f"size must be >= 16 pixels, got {size}")
     if seed < 0:
-        raise DataError(f"seed must be >= 0, got {seed}")
+        raise UserError(f"seed must be >= 0, got {seed}")
     extra = {"seed": seed, "settings": settings.to_json()}
     with H5Writer(path, T, source="synthetic", extra_attrs=extra, total=n,
                   overwrite=overwrite, progress=progress) as writer:

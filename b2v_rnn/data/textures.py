@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import DataError
+from ..errors import UserError
 
 # Photos bundled inside the scikit-image wheel (no download). Grey ones get a random tint.
 TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field",
@@ -124,6 +124,6 @@ def texture(rng: np.random.Generator, family: str, size: int) -> torch.Tensor:
         return photo(rng, size, HELD_OUT_PHOTOS)
     makers = {"noise": noise, "stripes": stripes, "checker": checker, "dots": dots}
     if family not in makers:
-        raise DataError(f"unknown texture family {family!r}, expected one of "
+        raise UserError(f"unknown texture family {family!r}, expected one of "
                          f"{TRAIN_FAMILIES + HELD_OUT_FAMILIES}")
     return makers[family](rng, size)

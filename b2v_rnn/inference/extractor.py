@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..cli import CliError, check_T
+from ..errors import UserError, check_T
 from ..images import as_tensor
 from ..visualize import to_uint8
 from .loading import LoadedModel
@@ -50,11 +50,11 @@ class Extractor:
         """The T the model was trained for (7 for a bare network)."""
         return self.loaded.trained_T if self.loaded is not None else 7
 
-    def _check_T(self, T: int | None) -> int:
+    def _resolve_T(self, T: int | None) -> int:
         T = self.default_T if T is None else T
         check_T(T)
         if self.loaded is not None and self.loaded.fixed_T and T != self.loaded.trained_T:
-            self.loaded.check_T(T)  # raises, naming the file
+            self.loaded.check_frames(T)  # raises, naming the file
         return T
 
     def __call__(self, y: torch.Tensor, T: int, tile: int = 0, overlap: int = 32, progress: bool = False) -> torch.Tensor:
@@ -72,7 +72,7 @@ class Extractor:
         `progress` draws bars (per frame on large whole images, per tile when tiled); `name`
         names the image in notes and errors.
         """
-        T = self._check_T(T)
+        T = self._resolve_T(T)
         if name is None:
             name = str(image) if isinstance(image, (str, Path)) else "the image"
         y = as_tensor(image)
@@ -89,7 +89,7 @@ class Extractor:
             if not is_out_of_memory(e):
                 raise
             hint = f"--tile {max(128, (tile or max(H, W)) // 2 // 64 * 64)}"
-            raise CliError(f"{name} ({W}x{H}): out of memory on {self.settings.device}"
+            raise UserError(f"{name} ({W}x{H}): out of memory on {self.settings.device}"
                            f"{f' with --tile {tile}' if tile else ''}; pass {hint} (or smaller)") from None
 
     def frames(self, image, T: int | None = None, tile: int | None = None, overlap: int = 32) -> np.ndarray:

@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import CheckpointError, default_checkpoint, load_model
-from ..cli import CliError, note
+from ..checkpoint import default_checkpoint, load_model
+from ..cli import note
+from ..errors import UserError
 
 
 @dataclass(frozen=True)
@@ -26,13 +27,13 @@ class LoadedModel:
     def kind(self) -> str:
         return self.module.config["kind"]
 
-    def check_T(self, T: int, origin: str | None = None) -> None:
+    def check_frames(self, T: int, origin: str | None = None) -> None:
         """Refuse a T the network cannot extract; note one it was not trained for (G then
         unrolls fewer or more steps). `origin`: where T came from, for the message (default:
         the option, ``--T T``)."""
         if self.fixed_T and T != self.trained_T:
             fix = f"pass --T {self.trained_T}" if origin is None else f"use clips of {self.trained_T} frames"
-            raise CliError(f"{origin or f'--T {T}'}: {self.path} holds the authors' pretrained networks, which "
+            raise UserError(f"{origin or f'--T {T}'}: {self.path} holds the authors' pretrained networks, which "
                            f"extract exactly {self.trained_T} frames; {fix}")
         if T != self.trained_T:
             how = "extrapolates beyond" if T > self.trained_T else "uses fewer steps than"
@@ -41,10 +42,7 @@ class LoadedModel:
 
 def load(checkpoint: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> LoadedModel:
     """The network of `checkpoint` (a file, or a folder of the authors' pretrained files; None:
-    the shipped default weights) on `device`; CliError naming the file when it cannot be used."""
-    try:
-        path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-        module, state = load_model(path, device)
-    except CheckpointError as e:
-        raise CliError(str(e)) from None
-    return LoadedModel(module, path, int(state["T"]), module.config["kind"] == "Jin2018")
+    the shipped default weights) on `device`; UserError naming the file when it cannot be used."""
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+    module, state = load_model(path, device)
+    return LoadedModel(module, path, int(state["T"]), getattr(module, "fixed_T", None) is not None)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import torch
 
-from ..cli import CliError, note
+from ..cli import note
+from ..errors import UserError
 
 # Peak memory of model.extract per input pixel, in float32 values, measured on a CPU
 # (T = 7, 256² and 512² inputs): tiny ~170, small ~240, paper ~440, i.e. about
@@ -56,7 +57,7 @@ def _size(n: float) -> str:
 def automatic_tile(model, height: int, width: int, T: int, overlap: int, free: int | None,
                    name: str = "the image") -> int:
     """0 if the whole height x width image fits in `free` bytes (or free is unknown), else the
-    largest tile side (a multiple of 64) that does, with a note; CliError if not even the
+    largest tile side (a multiple of 64) that does, with a note; UserError if not even the
     smallest tile fits. `name` says which image, in both."""
     budget = None if free is None else free * _MEMORY_HEADROOM
     whole = estimated_bytes(model, height, width, T)
@@ -68,7 +69,7 @@ def automatic_tile(model, height: int, width: int, T: int, overlap: int, free: i
     side = math.isqrt(max(int(budget - frames), 0) // per_pixel) // 64 * 64
     smallest = max(64, (2 * overlap // 64 + 1) * 64)
     if side < smallest:
-        raise CliError(f"{name} ({width}x{height}): needs about {_size(whole)}, only {_size(free)} free, and "
+        raise UserError(f"{name} ({width}x{height}): needs about {_size(whole)}, only {_size(free)} free, and "
                        f"even {smallest}x{smallest} tiles do not fit; free some memory or use a smaller image")
     note(f"{name} ({width}x{height}) needs about {_size(whole)} whole, "
          f"{_size(free)} free: processing it in {side}x{side} tiles (choose with --tile)")

@@ -1,8 +1,9 @@
 """A progress bar over the frames of one whole-image extraction.
 
 A whole image is one call of the model, so the bar is advanced by forward hooks on the
-sub-networks that make frames: `BlurToVideo`'s middle network (1 frame) and generator
-(1 frame per call), or `Jin2018`'s four networks (frame 4, then 2 frames per network).
+sub-networks that make frames, which the model names in its ``frames_per_call``
+(`BlurToVideo`: the middle network 1 frame, the generator 1 per call; `Jin2018`: frame 4,
+then 2 frames per network).
 """
 from __future__ import annotations
 
@@ -11,15 +12,11 @@ from contextlib import contextmanager
 import torch
 from tqdm import tqdm
 
-FRAMES_PER_CALL = {"middle": 1, "generator": 1, "center": 1, "frames35": 2, "frames26": 2, "frames17": 2}
-"""Frames each call of a sub-network makes, by the sub-network's attribute name."""
-
-
 @contextmanager
 def frame_progress(model, T: int, description: str, enabled: bool, mininterval: float = 0.1):
-    """Yields the bar (None when disabled or the model has none of the sub-networks above).
+    """Yields the bar (None when disabled or the model names no sub-networks that make frames).
     `mininterval` is tqdm's redraw interval in seconds."""
-    parts = [(getattr(model, name, None), frames) for name, frames in FRAMES_PER_CALL.items()]
+    parts = [(getattr(model, name, None), frames) for name, frames in getattr(model, "frames_per_call", {}).items()]
     parts = [(m, frames) for m, frames in parts if isinstance(m, torch.nn.Module)]
     if not enabled or not parts:
         yield None

@@ -11,15 +11,15 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
-from ..cli import CliError
+from ..errors import UserError
 
 
 def check_tiling(tile: int, overlap: int) -> None:
     """--tile and --tile-overlap as every command takes them (tile 0: the whole image)."""
     if tile < 0 or overlap < 0:
-        raise CliError(f"--tile {tile} and --tile-overlap {overlap} must be >= 0")
+        raise UserError(f"--tile {tile} and --tile-overlap {overlap} must be >= 0")
     if tile and tile <= 2 * overlap:
-        raise CliError(f"--tile {tile} must be larger than twice --tile-overlap {overlap}")
+        raise UserError(f"--tile {tile} must be larger than twice --tile-overlap {overlap}")
 
 
 def _ramp(n: int, overlap: int, device) -> torch.Tensor:

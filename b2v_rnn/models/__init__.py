@@ -16,7 +16,7 @@ Each network is built from a frozen config dataclass (:class:`MiddleConfig`,
 that config and ``network.config`` its plain dict (every field), which checkpoints store.
 """
 
-from .blur_to_video import BlurToVideo, BlurToVideoConfig, check_T
+from .blur_to_video import BlurToVideo, BlurToVideoConfig
 from .discriminator import DiscriminatorConfig, PatchDiscriminator
 from .jin2018 import Jin2018, Jin2018Config
 from .middle_net import MiddleConfig, MiddleNet
@@ -41,7 +41,6 @@ __all__ = [
     "build_discriminator",
     "build_model",
     "build_model_from_config",
-    "check_T",
     "config_from_dict",
     "load_checked",
     "load_vgg16",

@@ -12,15 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import check_T
 from .blocks import crop_to, pad_to_multiple
 from .middle_net import MiddleConfig, MiddleNet
 from .recurrent_generator import GeneratorConfig, RecurrentGenerator
-
-
-def check_T(T: int) -> None:
-    """T, the number of frames, must be an odd integer >= 3 (paper Sec. 4: odd T makes x[m] unambiguous)."""
-    if isinstance(T, bool) or not isinstance(T, int) or T < 3 or T % 2 == 0:
-        raise ValueError(f"T must be an odd integer >= 3, got T={T!r}")
 
 
 def checked_still_gate(still_gate: float) -> float:
@@ -76,6 +71,11 @@ class BlurToVideo(nn.Module):
     every pixel outside [0,1]) and clamped to [0,1] in eval mode; ``clamp=`` overrides. Only the
     returned frames are clamped: the recurrence always feeds G the raw frames, as in training.
     """
+
+    fixed_T = None
+    """Any odd T: G unrolls as many steps as asked (the authors' networks make exactly 7)."""
+    frames_per_call = {"middle": 1, "generator": 1}
+    """Frames each call of a sub-network makes (a progress bar follows them)."""
 
     def __init__(
         self,

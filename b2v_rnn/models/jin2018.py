@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import UserError
 from ..ops import ResampleConv2d, instance_norm_affine, preact_dilated_conv2d
 from ..ops.preact_dilated_conv2d import channel_statistics
 from .blocks import crop_to, fold_planes, pad_to_multiple
@@ -56,10 +57,10 @@ FRAME_DILATIONS = ((1, 2), (4, 8), (8, 4), (2, 1))
 """Dilations of the ``LocalGrad2`` blocks of the networks of frames 1–3 and 5–7."""
 
 
-def check_T(T: int) -> None:
-    """ValueError unless T is the 7 frames the authors' networks were trained for."""
+def check_seven(T: int) -> None:
+    """UserError unless T is the 7 frames the authors' networks were trained for."""
     if T != FRAMES:
-        raise ValueError(f"T={T!r}: the authors' pretrained networks extract exactly {FRAMES} frames; use T={FRAMES}")
+        raise UserError(f"T={T!r}: the authors' pretrained networks extract exactly {FRAMES} frames; use T={FRAMES}")
 
 
 def _norm(channels: int) -> nn.InstanceNorm2d:
@@ -265,6 +266,10 @@ class Jin2018(nn.Module):
     """
 
     size_multiple = SIZE_MULTIPLE
+    fixed_T = FRAMES
+    """The one number of frames these networks make."""
+    frames_per_call = {"center": 1, "frames35": 2, "frames26": 2, "frames17": 2}
+    """Frames each call of a sub-network makes (a progress bar follows them)."""
 
     def __init__(self, config: Jin2018Config | None = None) -> None:
         super().__init__()
@@ -287,9 +292,9 @@ class Jin2018(nn.Module):
     def extract(self, y: Tensor, T: int = FRAMES, clamp: bool | None = None) -> Tensor:
         """(B, 3, H, W) in [0, 1] → (B, 7, 3, H, W): frame 4, then 3 and 5, 2 and 6, 1 and 7.
 
-        Clamped to [0, 1] in eval mode (``clamp=`` overrides); T other than 7 is a ValueError.
+        Clamped to [0, 1] in eval mode (``clamp=`` overrides); T other than 7 is a UserError.
         """
-        check_T(T)
+        check_seven(T)
         padded, size = pad_to_multiple(y, SIZE_MULTIPLE)
         x4 = self.center(padded)
         x3, x5 = self.frames35(padded, x4)

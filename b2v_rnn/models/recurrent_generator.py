@@ -104,7 +104,7 @@ class RecurrentGenerator(nn.Module):
 
     ``head``: the refinement's output path, "shuffle" (the paper's) or "smooth"
     (:class:`~.blocks.SmoothHead`). The presets keep "shuffle" for G: its period-5 pattern
-    measures at the photograph's own level (``tests/test_grid.py``).
+    measures at the photograph's own level (``tests/test_models_grid.py``).
     """
 
     def __init__(self, config: GeneratorConfig | None = None, **options: Any) -> None:

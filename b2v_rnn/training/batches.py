@@ -26,8 +26,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .. import distributed
-from ..cli import CliError
 from ..data.augment import Augment
+from ..errors import UserError
 from .signals import leave_stop_signals_to_main
 
 
@@ -44,7 +44,7 @@ class StepSampler(Sampler):
         self.rank, self.world_size, self.start_step = rank, world_size, start_step
         self.steps_per_epoch = (n // world_size) // batch_size
         if self.steps_per_epoch == 0:
-            raise CliError(f"--batch-size {batch_size} x {world_size} process(es) exceeds the {n} training samples")
+            raise UserError(f"--batch-size {batch_size} x {world_size} process(es) exceeds the {n} training samples")
 
     def __iter__(self):
         epoch, offset = divmod(self.start_step, self.steps_per_epoch)
@@ -77,14 +77,14 @@ def open_dataset(path: Path | None, split: str, T: int, crop, augment: bool, see
     """The HDF5 file (or the embedded synthetic split) as a BlurSequenceDataset. With `log`
     given, a crop larger than the frames shrinks to the largest multiple of 20 that fits."""
     from ..data import BlurSequenceDataset, default_dataset, read_info
-    from ..data.errors import DataError
+    from ..errors import UserError
     from ..data.h5format import corrupt_samples
 
     def generate_on_main() -> None:
         try:
             default_dataset(split, T)
-        except (DataError, FileNotFoundError, ValueError) as e:
-            raise CliError(f"--{split}: {e}") from None
+        except (FileNotFoundError, ValueError) as e:  # UserError is a ValueError
+            raise UserError(f"--{split}: {e}") from None
 
     if path is None:  # the other ranks wait while rank 0 generates the cache (or stop with it)
         distributed.judged_by_main(ctx, generate_on_main)
@@ -101,11 +101,11 @@ def open_dataset(path: Path | None, split: str, T: int, crop, augment: bool, see
         dataset = BlurSequenceDataset(path, crop=crop, augment=augment, T=T, seed=seed)
         # Every sample read once now: a damaged one found mid-run would end it with a traceback.
         bad = corrupt_samples(path, progress=ctx.is_main)
-    except (DataError, FileNotFoundError, ValueError) as e:
-        raise CliError(f"--{split}: {e}") from None
+    except (FileNotFoundError, ValueError) as e:  # UserError is a ValueError
+        raise UserError(f"--{split}: {e}") from None
     if bad:
         listed = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
-        raise CliError(f"--{split} {path}: {len(bad)} of {len(dataset)} samples are damaged "
+        raise UserError(f"--{split} {path}: {len(bad)} of {len(dataset)} samples are damaged "
                        f"({'they fail their checksums' if dataset.info.checksummed else 'unreadable'}): "
                        f"sample(s) {listed}; reconvert the file")
     return dataset
@@ -153,7 +153,7 @@ class ResidentBatches:
         except (OSError, RuntimeError, KeyError) as e:
             bad = corrupt_samples(self.path)
             what = f"samples {bad[:10]} cannot be read" if bad else f"cannot be read ({e})"
-            raise CliError(f"--train: {self.path}: {what}; the file is damaged, reconvert it") from None
+            raise UserError(f"--train: {self.path}: {what}; the file is damaged, reconvert it") from None
         self.sharp = torch.from_numpy(sharp).to(device)  # (N, T, H, W, 3) uint8
         self.blurry = torch.from_numpy(blurry).to(device)  # (N, H, W, 3) uint8
 

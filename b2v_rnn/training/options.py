@@ -10,10 +10,10 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from ..checkpoint import CheckpointError, load_checkpoint
-from ..cli import CliError, HelpFormatter, add_device_arguments, check_T
-from ..data.errors import DataError
+from ..checkpoint import load_checkpoint
+from ..cli import HelpFormatter, add_device_arguments
 from ..data.photos import PhotoFolder
+from ..errors import UserError, check_T
 from ..losses import ADVERSARIAL_WEIGHT, DEFAULT_PAIR_LOSS, GRADIENT_WEIGHT, PAIR_LOSSES, PAIR_PATCH, PERCEPTUAL_WEIGHT
 from .config import PATH_FIELDS, Resume, TrainingConfig
 
@@ -165,15 +165,15 @@ def _load_resume(resume: str, out: Path) -> Resume:
     path = out / "checkpoint.pt" if resume == "auto" else Path(resume)
     if not path.is_file():
         if resume == "auto" and out.is_dir():
-            raise CliError(f"--resume: no checkpoint at {path}: the run in {out} stopped before its first "
+            raise UserError(f"--resume: no checkpoint at {path}: the run in {out} stopped before its first "
                            "save. Start it again without --resume (its partial outputs are replaced)")
-        raise CliError(f"--resume: no checkpoint at {path} (nothing to resume; start without --resume)")
+        raise UserError(f"--resume: no checkpoint at {path} (nothing to resume; start without --resume)")
     try:
         state = load_checkpoint(path)
-    except CheckpointError as e:
-        raise CliError(f"--resume: {e}") from None
+    except UserError as e:
+        raise UserError(f"--resume: {e}") from None
     if "args" not in state or "optimizers" not in state:
-        raise CliError(f"--resume: {path} holds weights only, not a training state (use --init to start from it)")
+        raise UserError(f"--resume: {path} holds weights only, not a training state (use --init to start from it)")
     return Resume(path, state)
 
 
@@ -190,7 +190,7 @@ def _restored(values: dict, explicit: set[str], resume: Resume, amp: bool) -> di
         if key not in explicit:
             merged[key] = Path(old) if key in PATH_FIELDS and old is not None else old
         elif key in FIXED_ON_RESUME and new != old:
-            raise CliError(f"--{key.replace('_', '-')} {new} differs from {old} in {path}; a resumed run "
+            raise UserError(f"--{key.replace('_', '-')} {new} differs from {old} in {path}; a resumed run "
                            "keeps the settings it started with (start a new run with --init instead)")
     if "pair_loss" not in saved and "pair_loss" not in explicit:
         merged["pair_loss"] = "eq5"  # runs saved before the option existed trained with eq. 5
@@ -229,7 +229,7 @@ def _with_defaults(values: dict) -> dict:
 
 def _finite(name: str, value: float | None) -> None:
     if value is not None and not math.isfinite(value):
-        raise CliError(f"--{name} {value}: must be a finite number")
+        raise UserError(f"--{name} {value}: must be a finite number")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Start:
@@ -241,7 +241,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Start:
     resume = None
     if values["resume"] is not None:
         if values["init"] is not None:
-            raise CliError("--init and --resume exclude each other (resume continues its own weights)")
+            raise UserError("--init and --resume exclude each other (resume continues its own weights)")
         resume = _load_resume(values["resume"], values["out"])
         values = _restored(values, explicit_options(parser, argv), resume, values["amp"])
     config = TrainingConfig(**_with_defaults(values))
@@ -251,45 +251,45 @@ def parse_args(argv: Sequence[str] | None = None) -> Start:
 
 def _validate(config: TrainingConfig) -> None:
     """Refuse a bad value, naming it and what it must be (reads only: the config is frozen)."""
-    check_T(config.T)
+    check_T(config.T, "--T")
     for name in ("lr", "generator_lr", "min_lr", "minutes", "save_minutes", "adv_weight", "perceptual_weight", "gradient_weight"):
         _finite(name.replace("_", "-"), getattr(config, name))
     if config.crop % 20 or config.crop <= 0:
-        raise CliError(f"--crop {config.crop}: must be a positive multiple of 20 (the model's size multiple)")
+        raise UserError(f"--crop {config.crop}: must be a positive multiple of 20 (the model's size multiple)")
     for key in ("batch_size", "max_steps", "val_every", "log_every", "decay_steps"):
         if getattr(config, key) < 1:
-            raise CliError(f"--{key.replace('_', '-')} {getattr(config, key)}: must be >= 1")
+            raise UserError(f"--{key.replace('_', '-')} {getattr(config, key)}: must be >= 1")
     if not 0 <= config.seed < 2**32:  # numpy's seed range
-        raise CliError(f"--seed {config.seed}: must lie in [0, 2**32)")
+        raise UserError(f"--seed {config.seed}: must lie in [0, 2**32)")
     if config.pair_patch < 1:
-        raise CliError(f"--pair-patch {config.pair_patch}: must be >= 1")
+        raise UserError(f"--pair-patch {config.pair_patch}: must be >= 1")
     if config.save_every is not None and config.save_every < 1:
-        raise CliError(f"--save-every {config.save_every}: must be >= 1")
+        raise UserError(f"--save-every {config.save_every}: must be >= 1")
     if config.minutes is not None and config.minutes <= 0:
-        raise CliError(f"--minutes {config.minutes}: must be > 0")
+        raise UserError(f"--minutes {config.minutes}: must be > 0")
     if config.save_minutes < 0:
-        raise CliError(f"--save-minutes {config.save_minutes}: must be >= 0 (0 = off)")
+        raise UserError(f"--save-minutes {config.save_minutes}: must be >= 0 (0 = off)")
     if config.num_workers < 0:
-        raise CliError(f"--num-workers {config.num_workers}: must be >= 0")
+        raise UserError(f"--num-workers {config.num_workers}: must be >= 0")
     if config.val_samples < 0:
-        raise CliError(f"--val-samples {config.val_samples}: must be >= 0 (0 = all)")
+        raise UserError(f"--val-samples {config.val_samples}: must be >= 0 (0 = all)")
     if config.loss_domain == "log" and config.pair_loss == "eq5":
-        raise CliError("--loss-domain log needs a per-patch --pair-loss (eq5 has no per-sample form)")
+        raise UserError("--loss-domain log needs a per-patch --pair-loss (eq5 has no per-sample form)")
     if config.suite_scenes < 1:
-        raise CliError(f"--suite-scenes {config.suite_scenes}: must be >= 1")
+        raise UserError(f"--suite-scenes {config.suite_scenes}: must be >= 1")
     if config.still_gate is not None and not (math.isfinite(config.still_gate) and config.still_gate >= 0):
-        raise CliError(f"--still-gate {config.still_gate}: must be a finite number >= 0 (0 = off)")
+        raise UserError(f"--still-gate {config.still_gate}: must be a finite number >= 0 (0 = off)")
     if config.suite_photos is not None:
         try:
             PhotoFolder(config.suite_photos)
-        except DataError as e:
-            raise CliError(f"--suite-photos: {e}") from None
+        except UserError as e:
+            raise UserError(f"--suite-photos: {e}") from None
     if config.lr <= 0:
-        raise CliError(f"--lr {config.lr}: must be > 0")
+        raise UserError(f"--lr {config.lr}: must be > 0")
     if config.generator_lr is not None and not config.generator_lr > 0:
-        raise CliError(f"--generator-lr {config.generator_lr}: must be > 0")
+        raise UserError(f"--generator-lr {config.generator_lr}: must be > 0")
     if not 0 < config.min_lr <= 1:
-        raise CliError(f"--min-lr {config.min_lr}: must lie in (0, 1]")
+        raise UserError(f"--min-lr {config.min_lr}: must lie in (0, 1]")
     for key in ("adv_weight", "perceptual_weight", "gradient_weight"):
         if getattr(config, key) < 0:
-            raise CliError(f"--{key.replace('_', '-')} {getattr(config, key)}: must be >= 0")
+            raise UserError(f"--{key.replace('_', '-')} {getattr(config, key)}: must be >= 0")

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
-from ..cli import CliError
+from ..errors import UserError
 from ..outputs import check_writable, internal_names, refuse_inputs_among_outputs
 
 OUTPUTS = ("checkpoint.pt", "best.pt", "train.csv", "val.csv", "samples", "plots", "tensorboard")
@@ -34,7 +34,7 @@ def check_out(out: Path, resuming: bool, overwrite: bool, inputs: Sequence[Path 
     (writes nothing); ``inputs``: the files the run reads (None where not given), none of which
     a new start may replace."""
     if out.exists() and not out.is_dir():
-        raise CliError(f"--out {out}: exists and is not a folder")
+        raise UserError(f"--out {out}: exists and is not a folder")
     check_writable(out, "--out")
     if not resuming:  # a new start replaces these outputs: none of them may be an input
         refuse_inputs_among_outputs([out / name for name in OUTPUTS], inputs)
@@ -43,9 +43,9 @@ def check_out(out: Path, resuming: bool, overwrite: bool, inputs: Sequence[Path 
     if is_failed_start(out):
         return
     if (out / "checkpoint.pt").exists():
-        raise CliError(f"--out {out}: holds a run (checkpoint.pt); pass --resume to continue it or --overwrite "
+        raise UserError(f"--out {out}: holds a run (checkpoint.pt); pass --resume to continue it or --overwrite "
                        "to start again in its place")
-    raise CliError(f"--out {out}: folder is not empty and holds files this script did not write; choose another "
+    raise UserError(f"--out {out}: folder is not empty and holds files this script did not write; choose another "
                    "--out, or pass --overwrite to write beside them (only this script's outputs are replaced)")
 
 

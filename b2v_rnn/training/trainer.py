@@ -24,11 +24,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .. import distributed, ops, suite, visualize
-from ..checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from ..cli import CliError, autocast_for
+from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from ..cli import autocast_for
 from ..data.families import EMBEDDED_HELD_OUT, PhotoSource
 from ..data.h5format import MIN_METRIC_SIDE
 from ..data.photos import PhotoFolder
+from ..errors import UserError
 from ..models import build_discriminator, build_model, load_vgg16
 from . import batches as batch_sources
 from . import step as step_module
@@ -107,7 +108,7 @@ class Trainer:
         val_set = batch_sources.open_dataset(config.val, "val", config.T, None, False, config.seed, self.ctx)
         info = val_set.info
         if min(info.H, info.W) < MIN_METRIC_SIDE:  # found at the first validation otherwise, as a traceback
-            raise CliError(f"--val {val_set.path}: frames of {info.H}x{info.W} px are smaller than the "
+            raise UserError(f"--val {val_set.path}: frames of {info.H}x{info.W} px are smaller than the "
                            f"{MIN_METRIC_SIDE} px the validation metrics (SSIM's window) need")
         return train_set, val_set
 
@@ -120,7 +121,7 @@ class Trainer:
         try:
             vgg = load_vgg16(config.vgg_weights) if config.perceptual_weight > 0 else None
         except (FileNotFoundError, ValueError) as e:
-            raise CliError(f"--vgg-weights: {e}") from None
+            raise UserError(f"--vgg-weights: {e}") from None
         self.vgg = vgg.to(self.device) if vgg is not None else None
         # On CUDA one fused kernel per optimiser step instead of a few per parameter tensor.
         fused = {"fused": True} if self.device.type == "cuda" else {}
@@ -136,11 +137,11 @@ class Trainer:
         φm of an older run under a G of a new design). Nothing matching is an error."""
         try:
             state = load_checkpoint(path)
-        except CheckpointError as e:
-            raise CliError(f"--init: {str(e).splitlines()[0]}") from None
+        except UserError as e:
+            raise UserError(f"--init: {str(e).splitlines()[0]}") from None
         config = state.get("model_config")
         if not isinstance(config, dict) or config.get("kind") != "BlurToVideo":
-            raise CliError(f"--init {path}: holds no b2v_rnn model (no BlurToVideo config)")
+            raise UserError(f"--init {path}: holds no b2v_rnn model (no BlurToVideo config)")
         names = {"middle": "φm", "generator": "G"}
         loaded, fresh = [], []
         for part in ("middle", "generator"):
@@ -150,7 +151,7 @@ class Trainer:
                 try:
                     getattr(self.model, part).load_state_dict(weights)
                 except RuntimeError as e:
-                    raise CliError(f"--init {path}: its {part} weights do not fit their config "
+                    raise UserError(f"--init {path}: its {part} weights do not fit their config "
                                    f"({str(e).splitlines()[0]})") from None
                 loaded.append(names[part])
             else:
@@ -166,7 +167,7 @@ class Trainer:
         if not loaded:
             trained = state.get("args", {}).get("preset")
             remedy = f"pass --preset {trained}" if trained else "pass the --preset it was trained with"
-            raise CliError(f"--init {path}: no network in it fits --preset {self.config.preset} "
+            raise UserError(f"--init {path}: no network in it fits --preset {self.config.preset} "
                            f"({'; '.join(fresh)}); {remedy}")
         if state.get("discriminator_config") == self.disc.config and "discriminator" in state:
             self.disc.load_state_dict(state["discriminator"])
@@ -198,8 +199,8 @@ class Trainer:
                 opt.load_state_dict(state["optimizers"][name])
                 for group in opt.param_groups:  # a GPU run's fused Adam may resume on a CPU, and back
                     group["fused"] = self.device.type == "cuda" or None
-        except (CheckpointError, ValueError, RuntimeError, KeyError) as e:
-            raise CliError(f"--resume {path}: {str(e).splitlines()[0]}") from None
+        except (UserError, ValueError, RuntimeError, KeyError) as e:
+            raise UserError(f"--resume {path}: {str(e).splitlines()[0]}") from None
         self.step = state["step"]
         # best.pt was chosen by another figure before SELECTION_METRIC: start the comparison afresh
         self.best = state.get("best_value", -math.inf) if state.get("best_metric") == self.selection else -math.inf

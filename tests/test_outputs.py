@@ -14,16 +14,16 @@ from PIL import Image
 from b2v_rnn import predict
 from b2v_rnn.checkpoint import save_checkpoint
 from b2v_rnn.cli import run_main
+from b2v_rnn.errors import UserError
 from b2v_rnn.models import build_model
-from b2v_rnn.outputs import (LOCK_NAME, OutputError, check_writable, internal_names, locked_output,
-                             remove_stale_temporaries)
+from b2v_rnn.outputs import LOCK_NAME, check_writable, internal_names, locked_output, remove_stale_temporaries
 
-from test_hardening_predict import unwritable_folder
+from test_predict_bad_input import unwritable_folder
 
 
 def test_a_second_lock_on_a_folder_names_the_holder(tmp_path):
     with locked_output(tmp_path / "out"):
-        with pytest.raises(OutputError, match=rf"--out .*out: in use by PID {os.getpid()}"):
+        with pytest.raises(UserError, match=rf"--out .*out: in use by PID {os.getpid()}"):
             with locked_output(tmp_path / "out"):
                 pass
     with locked_output(tmp_path / "out"):  # released on exit
@@ -61,13 +61,13 @@ def test_staging_moves_results_in_whole_or_not_at_all(tmp_path):
 
 def test_check_writable_names_the_option_and_the_problem(tmp_path):
     (tmp_path / "file").write_text("")
-    with pytest.raises(OutputError, match="--out .*file: exists and is not a folder"):
+    with pytest.raises(UserError, match="--out .*file: exists and is not a folder"):
         check_writable(tmp_path / "file")
-    with pytest.raises(OutputError, match="is a file, so the folder cannot be created"):
+    with pytest.raises(UserError, match="is a file, so the folder cannot be created"):
         check_writable(tmp_path / "file" / "sub")
-    with pytest.raises(OutputError, match="cannot write in"):
+    with pytest.raises(UserError, match="cannot write in"):
         check_writable(f"{unwritable_folder(tmp_path)}/sub")
-    with pytest.raises(OutputError, match="MiB free on its disk"):
+    with pytest.raises(UserError, match="MiB free on its disk"):
         check_writable(tmp_path / "new", need_bytes=1 << 60)
     check_writable(tmp_path / "new" / "deeper")
     assert not (tmp_path / "new").exists()  # checking creates nothing

@@ -26,7 +26,6 @@ from b2v_rnn.checkpoint import save_checkpoint
 from b2v_rnn.cli import run_main
 from b2v_rnn.data import H5Writer
 from b2v_rnn.data import synthetic as synthetic_module
-from b2v_rnn.data.convert import run_cli
 from b2v_rnn.models import build_model
 from b2v_rnn.outputs import LOCK_NAME, STAGING_PREFIX, _TEMPORARY
 from data_tools.collect_photos import main as collect_photos_main
@@ -36,8 +35,8 @@ from data_tools.photo_report import main as photo_report_main
 from data_tools.synthetic import main as synthetic_main
 from data_tools.video_to_hdf5 import main as video_main
 
-from test_hardening_data import damage_sample
-from test_hardening_predict import unwritable_folder
+from test_data_bad_input import damage_sample
+from test_predict_bad_input import unwritable_folder
 from test_jin2018 import damage_official_file, write_official_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,12 +48,12 @@ COMMANDS = {
     "evaluate": ("b2v_rnn.evaluate", run_main, evaluate.main),
     "export": ("b2v_rnn.export", run_main, export.main),
     "suite": ("b2v_rnn.suite", run_main, suite.main),
-    "frames": ("data_tools.frames_to_hdf5", run_cli, frames_main),
-    "video": ("data_tools.video_to_hdf5", run_cli, video_main),
-    "synthetic": ("data_tools.synthetic", run_cli, synthetic_main),
-    "merge": ("data_tools.merge_hdf5", run_cli, merge_main),
+    "frames": ("data_tools.frames_to_hdf5", run_main, frames_main),
+    "video": ("data_tools.video_to_hdf5", run_main, video_main),
+    "synthetic": ("data_tools.synthetic", run_main, synthetic_main),
+    "merge": ("data_tools.merge_hdf5", run_main, merge_main),
     "photo_report": ("data_tools.photo_report", run_main, photo_report_main),
-    "collect_photos": ("data_tools.collect_photos", run_cli, collect_photos_main),
+    "collect_photos": ("data_tools.collect_photos", run_main, collect_photos_main),
 }
 NOT_COMMANDS = {"b2v_rnn.samples.make_sample": "rebuilds the shipped sample photo; takes no arguments"}
 
@@ -193,7 +192,7 @@ PROBES = [
 
     ("synthetic", "number", "--n 0 --out {tmp}/s.h5", "n must be >= 1"),
     ("synthetic", "number", "--n 1 --size 8 --out {tmp}/s.h5", "size"),
-    ("synthetic", "number", "--n 1 --T 4 --out {tmp}/s.h5", "T must be"),
+    ("synthetic", "number", "--n 1 --T 4 --out {tmp}/s.h5", "--T 4: the number of frames must be"),
     ("synthetic", "number", "--n 1 --seed -1 --out {tmp}/s.h5", "seed"),
     ("synthetic", "number", "--n 1 --motion-scale nan --out {tmp}/s.h5", "motion factor"),
     ("synthetic", "number", "--n 1 --motion-scale -1 --out {tmp}/s.h5", "motion factor"),
@@ -565,8 +564,8 @@ def test_a_truncated_video_is_said(tmp_path, capsys):
                 plugin="FFMPEG", macro_block_size=1, output_params=["-movflags", "+faststart"])
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(whole.read_bytes()[:len(whole.read_bytes()) * 2 // 5])
-    run_cli(video_main, [str(cut), "--out", str(tmp_path / "c.h5"), "--T", "3", "--quiet"])
+    run_main(video_main, [str(cut), "--out", str(tmp_path / "c.h5"), "--T", "3", "--quiet"])
     err = capsys.readouterr().err
     assert "probably truncated" in err, err
-    run_cli(video_main, [str(whole), "--out", str(tmp_path / "w.h5"), "--T", "3", "--quiet"])
+    run_main(video_main, [str(whole), "--out", str(tmp_path / "w.h5"), "--T", "3", "--quiet"])
     assert "truncated" not in capsys.readouterr().err

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from b2v_rnn.data import NO_AUGMENT, Augment, BlurSequenceDataset, H5Writer, average_frames, read_info
 from b2v_rnn.data.blur import windows
+from b2v_rnn.errors import UserError
 
 
 def random_frames(rng, T=5, H=12, W=16):
@@ -83,7 +84,7 @@ def test_writer_leaves_nothing_on_error(tmp_path, exc):
 def test_writer_refuses_existing_and_bad_samples(tmp_path):
     path = tmp_path / "d.h5"
     write_file(path, n=1)
-    with pytest.raises(FileExistsError, match="d.h5"):
+    with pytest.raises(UserError, match="d.h5"):
         write_file(path, n=1)
     write_file(path, n=2, overwrite=True)
     assert read_info(path).N == 2
@@ -99,7 +100,7 @@ def test_writer_refuses_existing_and_bad_samples(tmp_path):
 
 def test_read_info_errors_name_the_file(tmp_path):
     missing = tmp_path / "missing.h5"
-    with pytest.raises(FileNotFoundError, match="missing.h5"):
+    with pytest.raises(UserError, match="missing.h5"):
         read_info(missing)
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(b"this is not hdf5" * 10)

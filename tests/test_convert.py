@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from b2v_rnn.cli import run_main
 from b2v_rnn.data import average_frames, read_info
-from b2v_rnn.data.convert import run_cli
 from data_tools.frames_to_hdf5 import main as frames_main
 from data_tools.video_to_hdf5 import main as video_main
 
@@ -30,9 +30,9 @@ def gopro(tmp_path):
 
 
 def run(main, args, capsys):
-    """Run a CLI through run_cli; return (exit code, stderr)."""
+    """Run a CLI through run_main; return (exit code, stderr)."""
     try:
-        run_cli(main, [str(a) for a in args])
+        run_main(main, [str(a) for a in args])
     except SystemExit as e:
         return e.code, capsys.readouterr().err
     return 0, capsys.readouterr().err
@@ -82,7 +82,7 @@ def test_frames_bad_inputs(gopro, tmp_path, capsys):
     out = tmp_path / "bad.h5"
     cases = [
         ([tmp_path / "nowhere", "--T", "3"], "nowhere: no such folder"),
-        ([root, "--T", "4"], "--T 4: must be odd and >= 3"),
+        ([root, "--T", "4"], "--T 4: the number of frames must be an odd integer >= 3"),
         ([root, "--T", "9"], f"{root / 'b'}: 7 frames are fewer than T=9"),
         ([root, "--T", "3", "--crop", "21"], "crop 21 is larger than the frames (20x24"),
     ]
@@ -159,6 +159,6 @@ def test_merge_concatenates_files_and_refuses_other_shapes(tmp_path, capsys):
     assert read_info(tmp_path / "mix.h5").N == 5 and read_info(tmp_path / "mix.h5").checksummed
     torch.testing.assert_close(mix[3]["sharp"], BlurSequenceDataset(b, augment=False)[1]["sharp"])
     with pytest.raises(SystemExit):
-        run_cli(merge_hdf5.main, [str(a), str(other), "--out", str(tmp_path / "bad.h5")])
+        run_main(merge_hdf5.main, [str(a), str(other), "--out", str(tmp_path / "bad.h5")])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "other.h5" in err and not (tmp_path / "bad.h5").exists()

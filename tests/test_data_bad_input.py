@@ -14,15 +14,15 @@ from PIL import Image
 from b2v_rnn import evaluate
 from b2v_rnn.checkpoint import save_checkpoint
 from b2v_rnn.cli import run_main
-from b2v_rnn.data import BlurSequenceDataset, DataError, H5Writer, defaults, generate, read_info
-from b2v_rnn.data.convert import run_cli
+from b2v_rnn.data import BlurSequenceDataset, H5Writer, defaults, generate, read_info
 from b2v_rnn.data.h5format import corrupt_samples
+from b2v_rnn.errors import UserError
 from b2v_rnn.models import build_model
 from b2v_rnn.outputs import LOCK_NAME
 from data_tools.frames_to_hdf5 import main as frames_main
 from data_tools.video_to_hdf5 import ffmpeg_reason, main as video_main
 
-from test_hardening_predict import unwritable_folder
+from test_predict_bad_input import unwritable_folder
 
 
 def write_h5(path, n=4, size=16, T=3):
@@ -53,9 +53,8 @@ def files(tmp_path_factory):
 
 
 def error_of(main, argv, capsys):
-    runner = run_cli if main in (frames_main, video_main) else run_main
     with pytest.raises(SystemExit) as e:
-        runner(main, argv)
+        run_main(main, argv)
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
@@ -69,7 +68,7 @@ def test_converted_samples_carry_checksums_and_damage_is_named(tmp_path):
     assert corrupt_samples(path) == [2]
     dataset = BlurSequenceDataset(path, augment=False)
     dataset[1]
-    with pytest.raises(DataError, match=r"d\.h5: sample 2 fails its checksum"):
+    with pytest.raises(UserError, match=r"d\.h5: sample 2 fails its checksum"):
         dataset[2]
 
 
@@ -80,7 +79,7 @@ def test_a_damaged_b_tree_is_a_data_error_naming_the_sample(tmp_path):
     for offset in trees[1:]:  # the chunk indices of sharp and blurry, not the root group's
         data[offset:offset + 4] = b"XXXX"
     path.write_bytes(bytes(data))
-    with pytest.raises(DataError, match=r"d\.h5: sample 0 cannot be read.*B-tree"):
+    with pytest.raises(UserError, match=r"d\.h5: sample 0 cannot be read.*B-tree"):
         BlurSequenceDataset(path, augment=False)[0]
 
 
