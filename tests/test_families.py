@@ -190,6 +190,31 @@ def test_the_truth_gains_on_every_moving_family():
     assert suite.format_table(report).count("\n") == 4  # header, 3 families, the score
 
 
+def test_blur_visible_counts_only_scenes_whose_input_shows_blur():
+    """The column that separates real deblurring from changes to near-sharp inputs: an answer
+    that is the truth on visibly blurred scenes and adds one grey level of noise elsewhere has a
+    negative mean middle gain but a positive one where blur is visible."""
+    names = ("zoom", "pan")
+    scenes = {name: suite.scenes(name, 8, T, 64) for name in names}
+    truths = {}
+    for name in names:
+        for scene in scenes[name]:
+            visible = suite.M.psnr(scene.blurry, scene.sharp[T // 2]) < suite.VISIBLE_BLUR_DB
+            torch.manual_seed(0)
+            noisy = (repeat_blurry(scene.blurry[None])[0] + torch.randn(T, *scene.blurry.shape) / 255).clamp(0, 1)
+            truths[scene.blurry.numpy().tobytes()] = (scene.sharp if visible else noisy, visible)
+    report = suite.run(lambda y: truths[y[0].numpy().tobytes()][0][None], names, n=8, T=T, size=64,
+                       progress=False)[0]
+    for name in names:
+        count = sum(visible for (_, visible) in (truths[s.blurry.numpy().tobytes()] for s in scenes[name]))
+        assert report[name]["blur_visible_scenes"] == count
+        assert 0 < count < 8, (name, count)  # both kinds of scene are drawn, or the test proves nothing
+        assert report[name]["blur_visible_middle_gain"] > 0.5
+        assert report[name]["middle_gain"] < report[name]["blur_visible_middle_gain"]
+    assert f"({report['zoom']['blur_visible_scenes']})" in suite.format_table(report)
+    assert suite.score(report) == min(suite.margin(s) for s in report.values())  # the score ignores it
+
+
 def test_collect_photos_takes_a_wallpaper_once_and_follows_a_manifest(tmp_path):
     from data_tools.collect_photos import main as collect_main
 
