@@ -47,7 +47,7 @@ setup(
     version="0.1.0",
     description="One motion-blurred photo to a short sharp video (Jin et al., CVPR 2018), recurrent variant",
     packages=find_packages(include=["b2v_rnn", "b2v_rnn.*", "data_tools"]),
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # dataclass(kw_only=True) in the model configs
     install_requires=["torch>=2.4", "numpy", "scikit-image", "h5py", "tqdm"],
     extras_require={"test": ["pytest", "pytest-benchmark", "hypothesis"], "video": ["imageio", "imageio-ffmpeg"]},
     ext_modules=[extension()],
