@@ -443,6 +443,16 @@ def test_no_probe_left_anything_behind(places):
 
 
 # ------------------------------------------------------------------ signals during first-use work
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT as Python sets it up in a terminal (KeyboardInterrupt). A process started in the
+    background by a shell without job control inherits SIGINT ignored, and Python then keeps it
+    ignored, so the signal these probes send would do nothing there."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupting_renderer(monkeypatch, after: int = 2):
     """The synthetic renderer, sending this process SIGINT while it renders sample `after`, as a
     Ctrl-C would; returns the list of samples rendered."""
@@ -467,7 +477,7 @@ SIGNAL_PROBES = [
 
 @pytest.mark.parametrize("command, kind, arguments", SIGNAL_PROBES)
 def test_a_signal_during_first_use_work_stops_it_at_once(places, tmp_path, monkeypatch, command, kind, arguments,
-                                                         capsys):
+                                                         capsys, ctrl_c_raises):
     from b2v_rnn.data import defaults
 
     cache = tmp_path / "cache"
