@@ -41,7 +41,6 @@ LOCK_NAME = ".b2v.lock"
 STAGING_PREFIX = ".staging-"
 WRITE_TEST_PREFIX = ".b2v-write-test-"
 """`check_writable`'s probe: a file that lives for an instant in the folder it tests."""
-_TEMPORARY = TEMPORARY
 
 
 def internal_names() -> tuple[str, ...]:
@@ -126,11 +125,11 @@ def remove_stale_temporaries(folder: str | os.PathLike, name: str | None = None)
     if not folder.is_dir():
         return removed
     if name is not None:
-        candidates = [p for p in folder.glob(f".{name}.*") if _writer(p) is not None and _writer(p)[0] == name]
+        candidates = [p for p in folder.glob(f".{name}.*") if (writer := _writer(p)) is not None and writer[0] == name]
     else:
         candidates = [p for p in folder.iterdir() if p.name.startswith(STAGING_PREFIX) and p.is_dir()]
         for sub in [folder, *(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))]:
-            candidates += [p for p in sub.iterdir() if _TEMPORARY.match(p.name) and p.is_file()]
+            candidates += [p for p in sub.iterdir() if TEMPORARY.match(p.name) and p.is_file()]
     for path in candidates:
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -27,7 +27,8 @@ from b2v_rnn.cli import run_main
 from b2v_rnn.data import H5Writer
 from b2v_rnn.data import synthetic as synthetic_module
 from b2v_rnn.models import build_model
-from b2v_rnn.outputs import LOCK_NAME, STAGING_PREFIX, _TEMPORARY
+from b2v_rnn.atomic import TEMPORARY
+from b2v_rnn.outputs import LOCK_NAME, STAGING_PREFIX
 from data_tools.collect_photos import main as collect_photos_main
 from data_tools.frames_to_hdf5 import main as frames_main
 from data_tools.merge_hdf5 import main as merge_main
@@ -431,7 +432,7 @@ def test_user_errors_are_one_line(places, tmp_path, monkeypatch, command, kind, 
 
 def test_no_probe_left_anything_behind(places):
     left = [p for p in places["tmp"].rglob("*")
-            if p.name == LOCK_NAME or p.name.startswith(STAGING_PREFIX) or _TEMPORARY.match(p.name)]
+            if p.name == LOCK_NAME or p.name.startswith(STAGING_PREFIX) or TEMPORARY.match(p.name)]
     assert not left
     assert sorted(os.listdir(places["tmp"])) == sorted(
         ["again", "bad_frames", "bad_manifest.tsv", "bad_photos", "clip.gif", "clip.mp4", "damaged.h5", "damaged_train.h5", "done", "eval_done",

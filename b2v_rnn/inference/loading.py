@@ -21,11 +21,11 @@ class LoadedModel:
     module: nn.Module
     path: Path
     trained_T: int
-    fixed_T: bool  # the authors' networks extract exactly trained_T frames, no other number
 
     @property
-    def kind(self) -> str:
-        return self.module.config["kind"]
+    def fixed_T(self) -> bool:
+        """Whether the network makes only the T it was trained for (the authors' networks: 7)."""
+        return getattr(self.module, "fixed_T", None) is not None
 
     def check_frames(self, T: int, origin: str | None = None) -> None:
         """Refuse a T the network cannot extract; note one it was not trained for (G then
@@ -45,4 +45,4 @@ def load(checkpoint: str | os.PathLike | None = None, device: str | torch.device
     the shipped default weights) on `device`; UserError naming the file when it cannot be used."""
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     module, state = load_model(path, device)
-    return LoadedModel(module, path, int(state["T"]), getattr(module, "fixed_T", None) is not None)
+    return LoadedModel(module, path, int(state["T"]))

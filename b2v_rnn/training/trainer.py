@@ -173,7 +173,7 @@ class Trainer:
             self.disc.load_state_dict(state["discriminator"])
             loaded.append("D")
         if self.config.still_gate is None:  # the gate has no weights: it comes with the model it was trained in
-            self.model.still_gate = float(config.get("still_gate", 0.0))
+            self.model.still_gate = float(config["still_gate"])  # every loaded config has it (checkpoint.upgrade)
         self.log(f"initialised {', '.join(loaded)} from {path}"
                  + (f"; starting fresh where the architecture differs: {' | '.join(fresh)}" if fresh else ""))
 
