@@ -32,10 +32,11 @@ from .atomic import atomic_path
 from .errors import UserError
 
 FORMAT = "b2v_rnn-checkpoint"
-VERSION = 2
+VERSION = 3
 """The layout this b2v_rnn writes. Version 1 stored in a BlurToVideo config only the options
 that differed from their legacy values (:data:`VERSION_1_OMITTED`); version 2 stores every field
-of each network's config dataclass (``b2v_rnn.models``)."""
+of each network's config dataclass (``b2v_rnn.models``); version 3 adds the BlurToVideo config's
+``middle_gate`` (version 2 files had none: off)."""
 
 VERSION_1_OMITTED = {
     "model": {"still_gate": 0.0},
@@ -137,7 +138,15 @@ def _from_version_1(state: dict) -> dict:
     return {**state, "model_config": config}
 
 
-UPGRADES = {1: _from_version_1}
+def _from_version_2(state: dict) -> dict:
+    """Version 2 → 3: a BlurToVideo config gains ``middle_gate``, off (the gate did not exist)."""
+    config = state.get("model_config")
+    if not isinstance(config, dict) or config.get("kind") != "BlurToVideo":
+        return state
+    return {**state, "model_config": {**config, "middle_gate": config.get("middle_gate", 0.0)}}
+
+
+UPGRADES = {1: _from_version_1, 2: _from_version_2}
 """Version → the function that converts a checkpoint dict of that version to the next one."""
 
 

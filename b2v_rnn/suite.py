@@ -48,6 +48,7 @@ from .data.families import EMBEDDED_HELD_OUT, FAMILIES, GAMMA, SUITE_FAMILIES, P
 from .data.photos import PhotoFolder
 from .errors import UserError, check_T
 from .inference import Extractor, load, settings_for
+from .models import GATES
 from .outputs import check_writable, locked_output
 
 KEPT_BAR = 35.0
@@ -214,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--still-gate", type=float, metavar="TAU",
                    help="override the model's still gate (BlurToVideo.still_gate; 0 = off), to probe it")
+    p.add_argument("--middle-gate", type=float, metavar="TAU",
+                   help="override the model's middle gate (BlurToVideo.middle_gate; 0 = off), to probe it")
     p.add_argument("--out", type=Path, help="folder for report.json, suite.txt and one figure per family")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     add_device_arguments(p, precision=True)
@@ -236,8 +239,9 @@ def check_options(args, raw: Sequence[str]) -> tuple[list[str], PhotoSource]:
         raise UserError(f"--families {args.families!r}: unknown {unknown}, expected some of {sorted(FAMILIES)}")
     if args.n < 1 or args.size < 32:
         raise UserError(f"--n {args.n} must be >= 1 and --size {args.size} >= 32")
-    if args.still_gate is not None and not (math.isfinite(args.still_gate) and args.still_gate >= 0):
-        raise UserError(f"--still-gate {args.still_gate}: must be a finite number >= 0")
+    for option, tau in (("--still-gate", args.still_gate), ("--middle-gate", args.middle_gate)):
+        if tau is not None and not (math.isfinite(tau) and tau >= 0):
+            raise UserError(f"{option} {tau}: must be a finite number >= 0")
     try:
         photos = PhotoSource(PhotoFolder(args.photos)) if args.photos else EMBEDDED_HELD_OUT
     except UserError as e:
@@ -246,15 +250,19 @@ def check_options(args, raw: Sequence[str]) -> tuple[list[str], PhotoSource]:
 
 
 def load_extractor(args) -> tuple[Extractor, Path]:
-    """The model of --checkpoint (with --still-gate applied) ready to run, and its path."""
+    """The model of --checkpoint (with --still-gate and --middle-gate applied) ready to run, and its path."""
     device = resolve_device(args.device)
     loaded = load(args.checkpoint, device)
     loaded.check_frames(args.T)
-    if args.still_gate is not None:
-        if not hasattr(loaded.module, "still_gate"):  # the authors' networks
-            raise UserError(f"--still-gate {args.still_gate}: {loaded.path} holds the authors' pretrained networks, "
-                           "which have no still gate")
-        loaded.module.still_gate = args.still_gate
+    for gate in GATES:
+        tau = getattr(args, gate)
+        if tau is None:
+            continue
+        option = "--" + gate.replace("_", "-")
+        if not hasattr(loaded.module, gate):  # the authors' networks
+            raise UserError(f"{option} {tau}: {loaded.path} holds the authors' pretrained networks, "
+                            "which have no gates")
+        setattr(loaded.module, gate, tau)
     return Extractor(loaded, settings_for(device, args.precision, args.amp, loaded.module)), loaded.path
 
 
@@ -285,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         except UserError as e:  # a photograph of --photos that cannot be decoded
             raise UserError(f"--photos: {e}") from None
         table = format_table(report)
-        print(f"{path} (still gate {getattr(extractor.module, 'still_gate', 0.0)}) on {photos.describe()} "
+        gates = ", ".join(f"{gate.replace('_', ' ')} {getattr(extractor.module, gate, 0.0)}" for gate in GATES)
+        print(f"{path} ({gates}) on {photos.describe()} "
               f"({args.n} scenes per family, {args.size} px, T={args.T}, {extractor.settings.describe()})")
         print(table)
         if out is not None:

@@ -12,6 +12,7 @@ import torch
 
 from b2v_rnn.losses import adversarial_discriminator_loss, middle_loss, sequence_losses
 from b2v_rnn.models import (
+    GATES,
     PRESETS,
     BlurToVideo,
     BlurToVideoConfig,
@@ -396,21 +397,97 @@ def test_config_from_dict_wants_every_field_and_no_other():
     partial = {**config, "generator": {k: v for k, v in config["generator"].items() if k != "motion"}}
     with pytest.raises(ValueError, match=r"invalid generator config .*missing keys \['motion'\]"):
         config_from_dict(partial)
-    with pytest.raises(ValueError, match=r"invalid model config .*missing keys \['still_gate'\]"):
-        config_from_dict({k: v for k, v in config.items() if k != "still_gate"})
+    for gate in GATES:
+        with pytest.raises(ValueError, match=rf"invalid model config .*missing keys \['{gate}'\]"):
+            config_from_dict({k: v for k, v in config.items() if k != gate})
     with pytest.raises(ValueError, match=r"invalid discriminator config .*unknown keys \['depth'\]"):
         config_from_dict({**build_discriminator("tiny").config, "depth": 3})
     assert config_from_dict({"kind": "Jin2018"}) == Jin2018Config()
 
 
-def test_still_gate_is_checked_when_set_and_enters_the_config():
+@pytest.mark.parametrize("gate", GATES)
+def test_a_gate_is_checked_when_set_and_enters_the_config(gate):
     model = build_model("tiny")
-    model.still_gate = 0.02
-    assert model.config["still_gate"] == 0.02 and model.architecture.still_gate == 0.02
+    setattr(model, gate, 0.02)
+    assert model.config[gate] == 0.02 and getattr(model.architecture, gate) == 0.02
     for bad in (-1.0, float("nan"), float("inf"), True, "0.1"):
-        with pytest.raises(ValueError, match="still_gate must be a finite number >= 0"):
-            model.still_gate = bad
-        with pytest.raises(ValueError, match="still_gate must be a finite number >= 0"):
-            BlurToVideoConfig(still_gate=bad)
-    gate = BlurToVideoConfig(still_gate=1).still_gate
-    assert gate == 1.0 and isinstance(gate, float)
+        with pytest.raises(ValueError, match=f"{gate} must be a finite number >= 0"):
+            setattr(model, gate, bad)
+        with pytest.raises(ValueError, match=f"{gate} must be a finite number >= 0"):
+            BlurToVideoConfig(**{gate: bad})
+    tau = getattr(BlurToVideoConfig(**{gate: 1}), gate)
+    assert tau == 1.0 and isinstance(tau, float)
+    assert getattr(build_model_from_config(model.config), gate) == 0.02
+
+
+class FixedCorrection(torch.nn.Module):
+    """A stand-in φm whose correction (B, 3, H, W) is given: φm(y) = y + correction."""
+
+    def __init__(self, correction: torch.Tensor):
+        super().__init__()
+        self.correction = torch.nn.Parameter(correction)
+        self.factor = 4
+
+    def forward(self, y):
+        return y + self.correction
+
+
+def test_the_middle_gate_drops_small_corrections_exactly_and_keeps_large_ones():
+    tau = 0.01
+    model = build_model("tiny")
+    model.middle_gate = tau
+    y = torch.rand(1, 3, 20, 20)
+    sign = torch.where(torch.rand(1, 3, 20, 20) < 0.5, -1.0, 1.0)
+    for size, kept in ((0.9 * tau, 0.0), (1.5 * tau, 0.5), (2 * tau, 1.0), (5 * tau, 1.0)):
+        model.middle = FixedCorrection(size * sign)
+        expected = y + kept * size * sign
+        assert torch.allclose(model.middle_frame(y), expected, atol=1e-7), (size, kept)
+    assert torch.equal(FixedCorrection(0.9 * tau * sign)(y), y + 0.9 * tau * sign)  # the stand-in itself does change y
+    model.middle = FixedCorrection(0.9 * tau * sign)
+    assert torch.equal(model.middle_frame(y), y)  # dropped exactly, not scaled down
+
+
+def test_the_middle_gate_is_local_and_passes_gradients_where_it_keeps():
+    """One large correction keeps its 5x5 neighbourhood's; everywhere else y is returned, and
+    the loss reaches exactly the corrections that were kept."""
+    tau = 0.01
+    model = build_model("tiny")
+    model.middle_gate = tau
+    y = torch.rand(1, 3, 20, 20)
+    correction = torch.full((1, 3, 20, 20), 0.5 * tau)
+    correction[..., 10, 10] = 3 * tau
+    model.middle = FixedCorrection(correction)
+    middle = model.middle_frame(y)
+    near = torch.zeros(20, 20, dtype=torch.bool)
+    near[8:13, 8:13] = True
+    assert torch.equal(middle[..., ~near], y[..., ~near])
+    assert torch.allclose(middle[..., near], (y + correction)[..., near], atol=1e-7)
+    middle.sum().backward()
+    assert torch.equal(model.middle.correction.grad[0, 0] != 0, near)
+
+
+def test_with_both_gates_a_sharp_input_comes_back_unchanged_in_every_frame():
+    torch.manual_seed(0)
+    model = randomize_output_layers(build_model("tiny")).eval()
+    y = torch.rand(2, 3, 40, 40)
+    with torch.no_grad():
+        correction = model.middle(y) - y
+        assert correction.abs().amax() > 0.05  # φm alone changes the input
+        model.middle_gate = float(correction.abs().mean(dim=1).amax()) * 1.01  # above every correction
+        model.still_gate = 0.01
+        frames = model.extract(y, 5)
+        model.still_gate = 0.0
+        ungated = model.extract(y, 5)
+    assert torch.equal(frames, y[:, None].expand_as(frames))
+    assert (ungated - y[:, None]).abs().amax() > 0.05  # G alone changes the frames around y
+
+
+def test_the_middle_gate_reaches_training():
+    """The training step computes x̂[m] through the gate (what the loss sees is what predict gives)."""
+    from b2v_rnn.training.step import TeacherForced
+
+    model = build_model("tiny")
+    model.middle_gate = 10.0  # drops every correction
+    y, x = torch.rand(1, 3, 20, 20), torch.rand(1, 3, 3, 20, 20)
+    middle, _ = TeacherForced(model, "finetune")(y, x)
+    assert torch.equal(middle, y)

@@ -16,7 +16,7 @@ Each network is built from a frozen config dataclass (:class:`MiddleConfig`,
 that config and ``network.config`` its plain dict (every field), which checkpoints store.
 """
 
-from .blur_to_video import BlurToVideo, BlurToVideoConfig
+from .blur_to_video import GATES, BlurToVideo, BlurToVideoConfig
 from .discriminator import DiscriminatorConfig, PatchDiscriminator
 from .jin2018 import Jin2018, Jin2018Config
 from .middle_net import MiddleConfig, MiddleNet
@@ -26,6 +26,7 @@ from .recurrent_generator import GeneratorConfig, RecurrentGenerator
 from .vgg import VGG16Features, load_vgg16
 
 __all__ = [
+    "GATES",
     "PRESETS",
     "BlurToVideo",
     "BlurToVideoConfig",

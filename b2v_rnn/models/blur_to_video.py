@@ -18,23 +18,36 @@ from .middle_net import MiddleConfig, MiddleNet
 from .recurrent_generator import GeneratorConfig, RecurrentGenerator
 
 
-def checked_still_gate(still_gate: float) -> float:
-    """``still_gate`` as a float; ValueError unless it is a finite number >= 0 (0 = off)."""
-    if isinstance(still_gate, bool) or not isinstance(still_gate, numbers.Real) \
-            or not (math.isfinite(still_gate) and still_gate >= 0):
-        raise ValueError(f"still_gate must be a finite number >= 0 (0 = off), got {still_gate!r}")
-    return float(still_gate)
+GATES = ("still_gate", "middle_gate")
+"""The model's weightless gates (attributes of :class:`BlurToVideo` and fields of its config)."""
+
+
+def checked_gate(name: str, tau: float) -> float:
+    """A gate's τ (``still_gate``, ``middle_gate``) as a float; ValueError unless it is a finite
+    number >= 0 (0 = off)."""
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not (math.isfinite(tau) and tau >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0 (0 = off), got {tau!r}")
+    return float(tau)
+
+
+def local_size(difference: Tensor) -> Tensor:
+    """(B, 3, H, W) → (B, 1, H, W): the largest channel-mean |difference| within 5×5 of each pixel,
+    the evidence both gates read (a max, so an edge's whole neighbourhood counts as changed)."""
+    evidence = difference.detach().float().abs().mean(dim=1, keepdim=True)
+    return F.max_pool2d(evidence, kernel_size=5, stride=1, padding=2)
 
 
 @dataclass(frozen=True, kw_only=True)
 class BlurToVideoConfig:
-    """The whole model: φm's and G's configs and the still gate τ (0 = off; see :class:`BlurToVideo`).
+    """The whole model: φm's and G's configs, the still gate τ and the middle gate τm (each 0 = off;
+    see :class:`BlurToVideo`).
     The defaults are the "paper" preset's. ``kind`` is fixed; it names the model in a checkpoint."""
 
     kind: str = field(default="BlurToVideo", init=False)
     middle: MiddleConfig = field(default_factory=MiddleConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     still_gate: float = 0.0
+    middle_gate: float = 0.0
 
     def __post_init__(self) -> None:
         for name, cls in (("middle", MiddleConfig), ("generator", GeneratorConfig)):
@@ -42,19 +55,20 @@ class BlurToVideoConfig:
                 raise TypeError(f"BlurToVideoConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r} "
                                 "(b2v_rnn.models.config_from_dict reads a stored dict)")
         # Frozen: the checked value replaces the given one (an int gate becomes the float it means).
-        object.__setattr__(self, "still_gate", checked_still_gate(self.still_gate))
+        for name in ("still_gate", "middle_gate"):
+            object.__setattr__(self, name, checked_gate(name, getattr(self, name)))
 
 
 class BlurToVideo(nn.Module):
     """Blurry image y (B, 3, H, W) → sharp frames x̂ (B, T, 3, H, W), for any odd T ≥ 3.
 
-    ``BlurToVideo(middle, generator, still_gate)``: each network given built (a :class:`MiddleNet`,
+    ``BlurToVideo(middle, generator, still_gate, middle_gate)``: each network given built (a :class:`MiddleNet`,
     a :class:`RecurrentGenerator`) or as its config (None: the config's defaults, the "paper"
     preset's); :meth:`from_config` builds one from a :class:`BlurToVideoConfig`. ``architecture``
-    is the model's config as it stands (``still_gate`` may be set later) and ``config`` its plain
+    is the model's config as it stands (the gates may be set later) and ``config`` its plain
     dict, which checkpoints store.
 
-    ``middle`` (φm) predicts x̂[m]; ``generator`` (G), one set of weights, produces every other
+    ``middle`` (φm) predicts x̂[m] (:meth:`middle_frame`, through the middle gate); ``generator`` (G), one set of weights, produces every other
     frame by unrolling (T−1)/2 steps outward (:meth:`unroll`). Any H×W: the inputs are padded once
     by reflection to multiples of ``size_multiple`` (the lcm of the two resampling factors, 20 at
     the paper's 4 and 5) and the frames cropped back.
@@ -66,6 +80,15 @@ class BlurToVideo(nn.Module):
     x̂[i] = x̂[m] + g · (G(...) − x̂[m]). It has no weights; it makes "no blur → change nothing"
     exact for G wherever φm returns y, so G's errors (ghosts, colour fringes, its period-5
     zipper) cannot reach a still background or a sharp photo.
+
+    Middle gate (``middle_gate`` = τm > 0; 0 turns it off): φm's correction c = φm(y) − y is kept
+    where it is large and dropped, exactly, where it is small: x̂[m] = y + a · c with
+    a = clamp((maxpool_5x5(mean_c |c|) − τm) / τm, 0, 1), 0 below τm, 1 from 2·τm up. Without it a
+    trained φm changes a sharp photo by a grey level or two everywhere (it cannot tell "sharp"
+    from "slightly blurred"), which costs tens of dB against an input that was right; deblurring
+    an edge takes corrections far larger than τm, so blur is removed as before. With both gates on,
+    a sharp input comes back unchanged in every frame. No weights; training sees it (its gradient
+    is zero where a correction is dropped).
 
     Clamping: frames are returned unclamped in training mode (a clamp would zero the gradient of
     every pixel outside [0,1]) and clamped to [0,1] in eval mode; ``clamp=`` overrides. Only the
@@ -82,16 +105,18 @@ class BlurToVideo(nn.Module):
         middle: MiddleNet | MiddleConfig | None = None,
         generator: RecurrentGenerator | GeneratorConfig | None = None,
         still_gate: float = 0.0,
+        middle_gate: float = 0.0,
     ) -> None:
         super().__init__()
         self.middle = middle if isinstance(middle, nn.Module) else MiddleNet(middle)
         self.generator = generator if isinstance(generator, nn.Module) else RecurrentGenerator(generator)
         self.still_gate = still_gate
+        self.middle_gate = middle_gate
         self.size_multiple = math.lcm(self.middle.factor, self.generator.factor)
 
     @classmethod
     def from_config(cls, config: BlurToVideoConfig) -> BlurToVideo:
-        return cls(config.middle, config.generator, config.still_gate)
+        return cls(config.middle, config.generator, config.still_gate, config.middle_gate)
 
     @property
     def still_gate(self) -> float:
@@ -100,12 +125,20 @@ class BlurToVideo(nn.Module):
     @still_gate.setter
     def still_gate(self, value: float) -> None:
         # Checked here: training and the suite set it after the model is built.
-        self._still_gate = checked_still_gate(value)
+        self._still_gate = checked_gate("still_gate", value)
+
+    @property
+    def middle_gate(self) -> float:
+        return self._middle_gate
+
+    @middle_gate.setter
+    def middle_gate(self, value: float) -> None:
+        self._middle_gate = checked_gate("middle_gate", value)
 
     @property
     def architecture(self) -> BlurToVideoConfig:
         return BlurToVideoConfig(middle=self.middle.architecture, generator=self.generator.architecture,
-                                 still_gate=self.still_gate)
+                                 still_gate=self.still_gate, middle_gate=self.middle_gate)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -119,11 +152,11 @@ class BlurToVideo(nn.Module):
         """φm(y) then :meth:`unroll`: (B, 3, H, W) → (B, T, 3, H, W).
 
         y is padded once to multiples of ``size_multiple`` for both networks, so at other sizes
-        x̂[m] can differ slightly at the border from ``self.middle(y)``, which pads only to 4.
+        x̂[m] can differ slightly at the border from ``self.middle_frame(y)``, which pads only to 4.
         """
         check_T(T)
         padded, size = pad_to_multiple(y, self.size_multiple)
-        frames = self._unroll(padded, self.middle(padded), T)
+        frames = self._unroll(padded, self.middle_frame(padded), T)
         return self._finish(crop_to(frames, size), clamp)
 
     def unroll(self, y: Tensor, middle: Tensor, T: int = 7, clamp: bool | None = None) -> Tensor:
@@ -143,13 +176,20 @@ class BlurToVideo(nn.Module):
         padded_middle, _ = pad_to_multiple(middle, self.size_multiple)
         return self._finish(crop_to(self._unroll(padded_y, padded_middle, T), size), clamp)
 
+    def middle_frame(self, y: Tensor) -> Tensor:
+        """x̂[m]: φm's frame through the middle gate (see the class docstring); (B, 3, H, W)."""
+        middle = self.middle(y)
+        if not self.middle_gate:
+            return middle
+        correction = middle - y
+        kept = ((local_size(correction) - self.middle_gate) / self.middle_gate).clamp(0.0, 1.0)
+        return y + kept.to(correction.dtype) * correction
+
     def motion_gate(self, y: Tensor, middle: Tensor) -> Tensor | None:
         """The still gate g (B, 1, H, W) in [0, 1] (see the class docstring), or None when off."""
         if not self.still_gate:
             return None
-        evidence = (middle.detach().float() - y.float()).abs().mean(dim=1, keepdim=True)
-        evidence = F.max_pool2d(evidence, kernel_size=5, stride=1, padding=2)
-        return (evidence / self.still_gate).clamp(max=1.0).to(middle.dtype)
+        return (local_size(middle.float() - y.float()) / self.still_gate).clamp(max=1.0).to(middle.dtype)
 
     def _unroll(self, y: Tensor, middle: Tensor, T: int) -> Tensor:
         m = (T - 1) // 2

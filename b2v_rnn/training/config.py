@@ -53,6 +53,7 @@ class TrainingConfig:
     suite_scenes: int
     suite_photos: Path | None
     still_gate: float | None
+    middle_gate: float | None
     log_every: int
     save_every: int | None
     save_minutes: float

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--still-gate", type=float, metavar="TAU",
                    help="the model's still gate (BlurToVideo.still_gate, 0 = off; default: the --init "
                         "checkpoint's, else off)")
+    p.add_argument("--middle-gate", type=float, metavar="TAU",
+                   help="the model's middle gate (BlurToVideo.middle_gate: phi_m's corrections smaller than TAU "
+                        "are dropped; 0 = off; default: the --init checkpoint's, else off)")
     p.add_argument("--log-every", type=int, help="log averaged training losses every N steps (default: the preset's)")
     p.add_argument("--save-every", type=int, help="also save checkpoint.pt every N steps")
     p.add_argument("--save-minutes", type=float, default=5.0,
@@ -277,8 +280,9 @@ def _validate(config: TrainingConfig) -> None:
         raise UserError("--loss-domain log needs a per-patch --pair-loss (eq5 has no per-sample form)")
     if config.suite_scenes < 1:
         raise UserError(f"--suite-scenes {config.suite_scenes}: must be >= 1")
-    if config.still_gate is not None and not (math.isfinite(config.still_gate) and config.still_gate >= 0):
-        raise UserError(f"--still-gate {config.still_gate}: must be a finite number >= 0 (0 = off)")
+    for option, tau in (("--still-gate", config.still_gate), ("--middle-gate", config.middle_gate)):
+        if tau is not None and not (math.isfinite(tau) and tau >= 0):
+            raise UserError(f"{option} {tau}: must be a finite number >= 0 (0 = off)")
     if config.suite_photos is not None:
         try:
             PhotoFolder(config.suite_photos)

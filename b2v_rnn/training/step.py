@@ -22,7 +22,7 @@ class TeacherForced(nn.Module):
 
     def forward(self, y: torch.Tensor, x: torch.Tensor):
         T = x.shape[1]
-        middle = self.model.middle(y)
+        middle = self.model.middle_frame(y)
         guide = x[:, T // 2] if self.stage == "joint" else middle.detach()
         return middle, self.model.unroll(y, guide, T)
 

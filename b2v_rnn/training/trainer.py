@@ -30,7 +30,7 @@ from ..data.families import EMBEDDED_HELD_OUT, PhotoSource
 from ..data.h5format import MIN_METRIC_SIDE
 from ..data.photos import PhotoFolder
 from ..errors import UserError
-from ..models import build_discriminator, build_model, load_vgg16
+from ..models import GATES, build_discriminator, build_model, load_vgg16
 from . import batches as batch_sources
 from . import step as step_module
 from .config import Resume, TrainingConfig
@@ -115,8 +115,9 @@ class Trainer:
     def _build_models(self) -> None:
         config = self.config
         self.model = build_model(config.preset).to(self.device, memory_format=self.memory_format)
-        if config.still_gate is not None:
-            self.model.still_gate = config.still_gate
+        for gate in GATES:
+            if getattr(config, gate) is not None:
+                setattr(self.model, gate, getattr(config, gate))
         self.disc = build_discriminator(config.preset).to(self.device, memory_format=self.memory_format)
         try:
             vgg = load_vgg16(config.vgg_weights) if config.perceptual_weight > 0 else None
@@ -172,8 +173,9 @@ class Trainer:
         if state.get("discriminator_config") == self.disc.config and "discriminator" in state:
             self.disc.load_state_dict(state["discriminator"])
             loaded.append("D")
-        if self.config.still_gate is None:  # the gate has no weights: it comes with the model it was trained in
-            self.model.still_gate = float(config["still_gate"])  # every loaded config has it (checkpoint.upgrade)
+        for gate in GATES:  # the gates have no weights: they come with the model they were trained in
+            if getattr(self.config, gate) is None:
+                setattr(self.model, gate, float(config[gate]))  # every loaded config has them (checkpoint.upgrade)
         self.log(f"initialised {', '.join(loaded)} from {path}"
                  + (f"; starting fresh where the architecture differs: {' | '.join(fresh)}" if fresh else ""))
 
@@ -193,7 +195,9 @@ class Trainer:
         try:
             resumed = model_from_checkpoint(state, path)
             self.model.load_state_dict(resumed.state_dict())
-            self.model.still_gate = resumed.still_gate if self.config.still_gate is None else self.config.still_gate
+            for gate in GATES:
+                chosen = getattr(self.config, gate)
+                setattr(self.model, gate, getattr(resumed, gate) if chosen is None else chosen)
             self.disc.load_state_dict(state["discriminator"])
             for name, opt in self.optimizers.items():
                 opt.load_state_dict(state["optimizers"][name])
