@@ -314,6 +314,7 @@ PROBES = [
     ("train", "number", "--still-gate nan", "--still-gate nan"),
     ("train", "number", "--still-gate -1", "--still-gate -1"),
     ("train", "number", "--middle-gate inf", "--middle-gate inf"),
+    ("train", "number", "--noise-std -0.1", "--noise-std -0.1"),
     ("train", "missing", "--suite-photos {missing}", "--suite-photos"),
     ("train", "folder-as-file", "--suite-photos {text}", "--suite-photos"),
     ("train", "bad-value", "--device tpu", "--device"),

@@ -303,6 +303,23 @@ def test_init_takes_the_networks_that_fit(data, tmp_path, capsys):
     torch.testing.assert_close(params(result["model"].middle), params(old.middle), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("option, expected", [((), 0.01), (("--noise-std", "0"), 0.0)])
+def test_noise_std_reaches_the_training_set_only(data, tmp_path, monkeypatch, option, expected):
+    """--noise-std sets the noise added to training y (default the paper's 1 %); validation has none."""
+    from b2v_rnn.training import batches
+
+    opened, real = {}, batches.open_dataset
+
+    def spy(path, split, T, crop, augment, *rest, **options):
+        dataset = real(path, split, T, crop, augment, *rest, **options)
+        opened[split] = dataset.augment.noise_std
+        return dataset
+
+    monkeypatch.setattr(batches, "open_dataset", spy)
+    train.main(args(data, tmp_path / "run", "--max-steps", "1", "--val-every", "1", *option))
+    assert opened == {"train": expected, "val": 0.0}
+
+
 def test_the_gates_come_with_the_init_checkpoint_unless_given(data, tmp_path):
     """The gates have no weights: --init brings the ones it was trained with, --still-gate and
     --middle-gate replace them, and the run's checkpoint keeps what it trained with."""

@@ -73,7 +73,7 @@ class EpochIndexed(Dataset):
         return self.dataset[index]
 
 
-def open_dataset(path: Path | None, split: str, T: int, crop, augment: bool, seed: int, ctx, log=None):
+def open_dataset(path: Path | None, split: str, T: int, crop, augment: Augment | bool, seed: int, ctx, log=None):
     """The HDF5 file (or the embedded synthetic split) as a BlurSequenceDataset. With `log`
     given, a crop larger than the frames shrinks to the largest multiple of 20 that fits."""
     from ..data import BlurSequenceDataset, default_dataset, read_info

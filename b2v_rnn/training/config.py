@@ -52,6 +52,7 @@ class TrainingConfig:
     select: str
     suite_scenes: int
     suite_photos: Path | None
+    noise_std: float
     still_gate: float | None
     middle_gate: float | None
     log_every: int

@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--still-gate", type=float, metavar="TAU",
                    help="the model's still gate (BlurToVideo.still_gate, 0 = off; default: the --init "
                         "checkpoint's, else off)")
+    p.add_argument("--noise-std", type=float, default=0.01,
+                   help="std of the Gaussian noise added to each training y (the paper's 1%%; 0 = off). Noise in y "
+                        "but not in its sharp frames teaches the networks to denoise, so they also change a clean "
+                        "sharp photograph")
     p.add_argument("--middle-gate", type=float, metavar="TAU",
                    help="the model's middle gate (BlurToVideo.middle_gate: phi_m's corrections smaller than TAU "
                         "are dropped; 0 = off; default: the --init checkpoint's, else off)")
@@ -280,6 +284,8 @@ def _validate(config: TrainingConfig) -> None:
         raise UserError("--loss-domain log needs a per-patch --pair-loss (eq5 has no per-sample form)")
     if config.suite_scenes < 1:
         raise UserError(f"--suite-scenes {config.suite_scenes}: must be >= 1")
+    if not (math.isfinite(config.noise_std) and 0 <= config.noise_std <= 0.5):
+        raise UserError(f"--noise-std {config.noise_std}: must be between 0 and 0.5")
     for option, tau in (("--still-gate", config.still_gate), ("--middle-gate", config.middle_gate)):
         if tau is not None and not (math.isfinite(tau) and tau >= 0):
             raise UserError(f"{option} {tau}: must be a finite number >= 0 (0 = off)")

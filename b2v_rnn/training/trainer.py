@@ -26,6 +26,7 @@ from tqdm import tqdm
 from .. import distributed, ops, suite, visualize
 from ..checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from ..cli import autocast_for
+from ..data.augment import Augment
 from ..data.families import EMBEDDED_HELD_OUT, PhotoSource
 from ..data.h5format import MIN_METRIC_SIDE
 from ..data.photos import PhotoFolder
@@ -103,7 +104,8 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _open_data(self, config: TrainingConfig) -> tuple:
         """(training set, validation set); a preset's crop shrinks to fit the training frames."""
-        train_set = batch_sources.open_dataset(config.train, "train", config.T, config.crop, True, config.seed,
+        train_set = batch_sources.open_dataset(config.train, "train", config.T, config.crop,
+                                               Augment(noise_std=config.noise_std), config.seed,
                                                self.ctx, log=self.log if config.fit_crop else None)
         val_set = batch_sources.open_dataset(config.val, "val", config.T, None, False, config.seed, self.ctx)
         info = val_set.info
