@@ -7,7 +7,8 @@ A held-out split drawn by the training generator measures memorised textures and
 The suite renders the families of `b2v_rnn.data.families` (`SUITE_FAMILIES`) from
 photographs training never used (the embedded held-out scikit-image photographs, or any
 folder given with --photos), and judges camera shake on the ``tremor`` trajectory model,
-which no training family uses. Per family it reports:
+which no training family uses, and a camera's sensor noise and JPEG on ``noisy`` (frames
+judged against the clean truth). Per family it reports:
 
 - middle gain: PSNR of x̂[m] against x[m], minus that of the blurry input (dB);
 - pair gains, k = 1..(T-1)/2: per-patch order-invariant PSNR of (x̂[m-k], x̂[m+k])
@@ -43,8 +44,7 @@ from tqdm import tqdm
 from . import metrics as M
 from . import visualize
 from .cli import HelpFormatter, add_device_arguments, check_amp_precision, resolve_device, run_main, set_threads
-from .data.blur import average_frames
-from .data.families import EMBEDDED_HELD_OUT, FAMILIES, GAMMA, SUITE_FAMILIES, PhotoSource, render_scene
+from .data.families import EMBEDDED_HELD_OUT, FAMILIES, SUITE_FAMILIES, PhotoSource, blurry_image, render_scene
 from .data.photos import PhotoFolder
 from .errors import UserError, check_T
 from .inference import Extractor, load, settings_for
@@ -83,7 +83,8 @@ def scenes(family: str, n: int, T: int = 7, size: int = 128, seed: int = 0,
     for i in range(n):
         rng = np.random.default_rng([seed, 1000 + index, i])
         sharp, still = render_scene(rng, T, size, FAMILIES[family], photos)
-        out.append(Scene(family, _float(average_frames(sharp, GAMMA)), _float(sharp), torch.from_numpy(still)))
+        blurry = blurry_image(sharp, FAMILIES[family], rng)
+        out.append(Scene(family, _float(blurry), _float(sharp), torch.from_numpy(still)))
     return out
 
 

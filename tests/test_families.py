@@ -57,6 +57,38 @@ def test_camera_blur_paths_stay_in_their_range(camera):
     assert np.median(lengths) < (lo + hi) / 2  # heavy-tailed: most scenes blur little
 
 
+def test_the_noisy_family_records_its_blurry_image_through_a_camera_and_keeps_its_frames_clean():
+    """Its frames and still mask are rendered as any family's; only the blurry image is recorded
+    (noise and JPEG), and in a mix file the recorded one is what is stored."""
+    noisy = fam.FAMILIES["noisy"]
+    sharp, still = render("noisy", 0)
+    assert 0 < still.mean() < 1 and (sharp[:, still] == sharp[:1, still]).all()
+    clean = average_frames(sharp, fam.GAMMA)
+    recorded = fam.blurry_image(sharp, noisy, np.random.default_rng(0))
+    difference = np.abs(recorded.astype(np.float64) - clean)
+    assert 0.2 < difference.mean() < 4.0, difference.mean()
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(fam.blurry_image(sharp, fam.FAMILIES["still"], rng), clean)
+    assert rng.random() == np.random.default_rng(0).random()  # a family without a camera draws nothing
+
+
+def test_a_mix_file_stores_the_recorded_blurry_image(tmp_path):
+    fam.generate_mix(tmp_path / "n.h5", 2, 3, 32, seed=4, mix={"noisy": 1.0}, progress=False)
+    with h5py.File(tmp_path / "n.h5") as f:
+        for i in range(2):
+            mean = average_frames(f["sharp"][i], fam.GAMMA).astype(np.float64)
+            assert np.abs(f["blurry"][i] - mean).mean() > 0.2  # not the frames' mean: recorded
+
+
+def test_a_blurry_image_of_the_wrong_shape_is_refused(tmp_path):
+    from b2v_rnn.data.h5format import H5Writer
+
+    with pytest.raises(UserError, match=r"sample 0: blurry image must be uint8 \(8, 8, 3\)"), \
+            H5Writer(tmp_path / "w.h5", 3, "test", progress=False) as writer:
+        writer.append(np.zeros((3, 8, 8, 3), np.uint8), blurry=np.zeros((8, 9, 3), np.uint8))
+    assert not (tmp_path / "w.h5").exists()
+
+
 def test_rendering_is_a_pure_function_of_the_seed():
     a, b = render("mixed", 5), render("mixed", 5)
     np.testing.assert_array_equal(a[0], b[0])
@@ -64,7 +96,8 @@ def test_rendering_is_a_pure_function_of_the_seed():
 
 
 def test_training_mix_never_draws_the_held_out_trajectory():
-    assert "tremor" not in fam.TRAINING_MIX and "tremor" in fam.SUITE_FAMILIES
+    for held_out in ("tremor", "noisy"):
+        assert held_out not in fam.TRAINING_MIX and held_out in fam.SUITE_FAMILIES
     assert abs(sum(fam.TRAINING_MIX.values()) - 1) < 1e-9
 
 

@@ -12,7 +12,9 @@ one situation a real photograph is in:
 - ``pan``: the camera sweeps in a line; ``zoom``: the camera zooms; ``mixed``: camera and
   objects move at once;
 - ``tremor`` (held out from training): the camera follows a sum of sinusoids, a trajectory
-  model no training family uses.
+  model no training family uses;
+- ``noisy`` (held out from training): the ``still`` family recorded by a camera, with shot and
+  read noise and JPEG on the blurry image (`b2v_rnn.data.camera`), the frames clean.
 
 Blur extents are pixels over the exposure *at the rendered size*, drawn heavy-tailed (most
 scenes blur a little, few a lot) up to `MAX_BLUR`. Backgrounds are mostly photographs, with
@@ -34,6 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError, check_T
+from .blur import average_frames
+from .camera import observe
 from .h5format import H5Writer
 from .photos import PhotoFolder
 from .synthetic import SHAPES, _rotate, _sample, _shape_distance, _trajectory
@@ -57,7 +61,8 @@ class Family:
     zoom change over the exposure (the ``zoom`` camera). objects: how many foreground
     objects. object_blur: path length of each object (0: the object stands still).
     photo_share: share of backgrounds that are photographs; the rest are smooth, bokeh or
-    procedural textures.
+    procedural textures. sensor_and_jpeg: the blurry image is recorded as a camera would
+    (`b2v_rnn.data.camera.observe`: shot and read noise, then JPEG); the frames stay clean.
     """
 
     name: str
@@ -67,6 +72,7 @@ class Family:
     objects: tuple[int, int] = (0, 0)
     object_blur: tuple[float, float] = (0.0, 0.0)
     photo_share: float = 0.7
+    sensor_and_jpeg: bool = False
 
     def __post_init__(self):
         if self.camera not in CAMERAS:
@@ -91,15 +97,17 @@ FAMILIES = {f.name: f for f in (
     Family("zoom", camera="zoom", camera_blur=(0.0, 4.0), zoom=(0.02, 0.25), objects=(0, 1)),
     Family("mixed", camera="affine", camera_blur=(0.0, 30.0), objects=(1, 3), object_blur=(2.0, MAX_BLUR)),
     Family("tremor", camera="tremor", camera_blur=(3.0, MAX_BLUR), objects=(0, 1), object_blur=(0.0, 12.0)),
+    Family("noisy", objects=(1, 3), object_blur=(3.0, 21.0), sensor_and_jpeg=True),
 )}
-"""Every family by name. ``tremor`` is never trained on (see `TRAINING_MIX`)."""
+"""Every family by name. ``tremor`` and ``noisy`` (the ``still`` family seen through a camera's
+sensor noise and JPEG) are never trained on (see `TRAINING_MIX`)."""
 
 TRAINING_MIX = {"sharp": 0.15, "still": 0.25, "shake": 0.2, "pan": 0.15, "zoom": 0.1, "mixed": 0.15}
 """Shares of the families in training data."""
 
-SUITE_FAMILIES = ("sharp", "still", "tremor", "pan", "zoom", "mixed")
+SUITE_FAMILIES = ("sharp", "still", "tremor", "pan", "zoom", "mixed", "noisy")
 """The families of the evaluation suite: the camera-shake situation is judged on ``tremor``,
-a trajectory model training never sees."""
+a trajectory model training never sees, and a camera's noise and JPEG on ``noisy``."""
 
 
 def parse_mix(text: str) -> dict[str, float]:
@@ -285,6 +293,14 @@ def render_scene(rng: np.random.Generator, T: int, size: int, family: Family,
     return np.rint(sharp.permute(0, 2, 3, 1).numpy() * 255.0).astype(np.uint8), still.numpy()
 
 
+def blurry_image(sharp: np.ndarray, family: Family, rng: np.random.Generator) -> np.ndarray:
+    """The blurry image of a scene's uint8 frames (T, H, W, 3): their mean in linear light, recorded
+    by a camera (`camera.observe`) when the family says so; uint8 (H, W, 3). Families without
+    a camera draw nothing from ``rng``."""
+    blurry = average_frames(sharp, GAMMA)
+    return observe(blurry, rng, GAMMA) if family.sensor_and_jpeg else blurry
+
+
 def family_of_sample(rng: np.random.Generator, mix: Mapping[str, float]) -> Family:
     names = sorted(mix)
     return FAMILIES[names[rng.choice(len(names), p=np.array([mix[k] for k in names]) / sum(mix.values()))]]
@@ -309,5 +325,6 @@ def generate_mix(path: str | os.PathLike, n: int, T: int = 7, size: int = 96, se
                   overwrite=overwrite, progress=progress) as writer:
         for i in range(n):
             rng = np.random.default_rng([seed, i])
-            sharp, still = render_scene(rng, T, size, family_of_sample(rng, mix), photos)
-            writer.append(sharp, still)
+            family = family_of_sample(rng, mix)
+            sharp, still = render_scene(rng, T, size, family, photos)
+            writer.append(sharp, still, blurry_image(sharp, family, rng) if family.sensor_and_jpeg else None)

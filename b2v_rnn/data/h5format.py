@@ -189,16 +189,22 @@ class H5Writer:
                         disable=not self.progress, leave=False)
         return self
 
-    def append(self, sharp: np.ndarray, still: np.ndarray | None = None) -> None:
+    def append(self, sharp: np.ndarray, still: np.ndarray | None = None, blurry: np.ndarray | None = None) -> None:
         """Add one sample. sharp: uint8 (T, H, W, 3); all samples must share H and W.
-        still: its still mask, bool (H, W), given for every sample or for none."""
+        still: its still mask, bool (H, W), given for every sample or for none. blurry: uint8
+        (H, W, 3) when the blurry image is not the frames' mean (one recorded by a camera,
+        `b2v_rnn.data.camera`); by default the mean in linear light of this file's gamma."""
         if sharp.dtype != np.uint8 or sharp.shape[:1] != (self.T,) or sharp.ndim != 4 or sharp.shape[-1] != 3:
             raise UserError(f"sample {self.count}: expected uint8 ({self.T}, H, W, 3), "
                              f"got {sharp.dtype} {sharp.shape}")
         if still is not None and (still.dtype != np.bool_ or still.shape != sharp.shape[1:3]):
             raise UserError(f"sample {self.count}: still mask must be bool {sharp.shape[1:3]}, "
                             f"got {still.dtype} {still.shape}")
-        blurry = average_frames(sharp, self.gamma)
+        if blurry is None:
+            blurry = average_frames(sharp, self.gamma)
+        elif blurry.dtype != np.uint8 or blurry.shape != sharp.shape[1:]:
+            raise UserError(f"sample {self.count}: blurry image must be uint8 {sharp.shape[1:]}, "
+                            f"got {blurry.dtype} {blurry.shape}")
         if self.count == 0:
             self._create_datasets(*sharp.shape[1:3], with_still=still is not None)
         names = ("sharp", "blurry", "still") if "still" in self.file else ("sharp", "blurry")
