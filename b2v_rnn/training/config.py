@@ -52,8 +52,8 @@ class TrainingConfig:
     select: str
     suite_scenes: int
     suite_photos: Path | None
-    noise_std: float
     still_gate: float | None
+    noise_std: float
     middle_gate: float | None
     log_every: int
     save_every: int | None
