@@ -89,6 +89,10 @@ def test_a_blurry_image_of_the_wrong_shape_is_refused(tmp_path):
     assert not (tmp_path / "w.h5").exists()
 
 
+def test_every_family_has_its_own_scene_stream():
+    assert sorted(suite.SCENE_STREAMS) == sorted(fam.FAMILIES) and len(set(suite.SCENE_STREAMS)) == len(fam.FAMILIES)
+
+
 def test_rendering_is_a_pure_function_of_the_seed():
     a, b = render("mixed", 5), render("mixed", 5)
     np.testing.assert_array_equal(a[0], b[0])
