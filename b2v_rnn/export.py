@@ -12,10 +12,16 @@ hash before the shipped weights are used.
 
 converts a folder of the authors' four pretrained files (`b2v_rnn.official`) once into one such
 file, which loads like any other and records the four files' SHA-256 under `source`.
+
+    python -m b2v_rnn.export runs/small/best.pt --middle-gate 0.008 --out weights.pt
+
+sets the model's gates (`BlurToVideo.still_gate`, `middle_gate`) in the written config: they
+have no weights, so a gate measured with `suite --middle-gate` ships without retraining.
 """
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -23,6 +29,7 @@ from .atomic import atomic_path
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_of
 from .cli import HelpFormatter, run_main
 from .errors import UserError
+from .models import GATES
 from .official import holds_official_files, input_files, read_folder
 from .outputs import check_writable, refuse_inputs_among_outputs
 
@@ -36,13 +43,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="training checkpoint (e.g. runs/NAME/best.pt), or a folder of the authors' four pretrained files")
     p.add_argument("--out", type=Path, required=True, help="weights file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing weights file")
+    for gate in GATES:
+        p.add_argument("--" + gate.replace("_", "-"), type=float, metavar="TAU",
+                       help=f"set the model's {gate.replace('_', ' ')} (BlurToVideo.{gate}; 0 = off; default: "
+                            "the checkpoint's)")
     return p.parse_args(argv)
 
 
-def export(checkpoint: Path, out: Path) -> str:
-    """Writes the slim weights file and its hash file; returns the SHA-256."""
+def export(checkpoint: Path, out: Path, gates: dict[str, float] | None = None) -> str:
+    """Writes the slim weights file and its hash file; returns the SHA-256. ``gates``: the
+    model's gates to set ({"middle_gate": 0.008}); the checkpoint's stay otherwise."""
     state = read_folder(checkpoint, hashes=True) if holds_official_files(checkpoint) else load_checkpoint(checkpoint)
-    model_from_checkpoint(state, checkpoint)  # refuse to ship weights that do not rebuild
+    if gates:
+        if state["model_config"].get("kind") != "BlurToVideo":
+            raise UserError(f"{checkpoint} holds the authors' pretrained networks, which have no gates")
+        state = {**state, "model_config": {**state["model_config"], **gates}}
+    model_from_checkpoint(state, checkpoint)  # refuse to ship weights that do not rebuild (or a bad gate)
     out.parent.mkdir(parents=True, exist_ok=True)  # check_writable found that it can be created
     save_checkpoint({key: state[key] for key in KEPT if key in state}, out)
     digest = sha256_of(out)
@@ -61,7 +77,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_writable(args.out.parent, option="--out", remedy="choose another --out")
     if args.out.exists() and not args.overwrite:
         raise UserError(f"{args.out} exists; pass --overwrite to replace it")
-    digest = export(args.checkpoint, args.out)
+    gates = {gate: getattr(args, gate) for gate in GATES if getattr(args, gate) is not None}
+    for gate, tau in gates.items():
+        if not (math.isfinite(tau) and tau >= 0):
+            raise UserError(f"--{gate.replace('_', '-')} {tau}: must be a finite number >= 0 (0 = off)")
+    digest = export(args.checkpoint, args.out, gates)
     print(f"{args.checkpoint} -> {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, sha256 {digest})")
 
 

@@ -70,7 +70,6 @@ NOT_APPLICABLE = {
     ("synthetic", "output-is-input"): "its one input, --photos, is a folder it only reads; an --out there is a "
                                       "new file beside the photographs",
     ("suite", "output-is-input"): "writes only report.json, suite.txt and PNG figures, none of which it reads",
-    ("export", "number"): "takes no numbers",
     ("merge", "number"): "takes no numbers",
     ("predict", "signal"): "does no first-use work (the default weights ship with the package)",
     ("export", "signal"): "does no first-use work",
@@ -154,6 +153,9 @@ PROBES = [
     ("export", "read-only", "{checkpoint} --out {unwritable}/w.pt", "cannot write"),
     ("export", "output-is-input", "{checkpoint} --out {checkpoint} --overwrite", "is the input"),
     ("export", "damaged", "{damaged_weights} --out {tmp}/w.pt", "does not match"),
+    ("export", "number", "{checkpoint} --out {tmp}/w.pt --middle-gate nan", "--middle-gate nan"),
+    ("export", "number", "{checkpoint} --out {tmp}/w.pt --still-gate -1", "--still-gate -1"),
+    ("export", "bad-value", "{official} --out {tmp}/w.pt --middle-gate 0.01", "no gates"),
     ("export", "damaged", "{text} --out {tmp}/w.pt", "not a readable"),
     ("export", "missing", "{official_missing} --out {tmp}/w.pt", "F26_N9_from_F35_N8.pth: missing"),
     ("export", "damaged", "{official_truncated} --out {tmp}/w.pt", "not a readable PyTorch weights file"),
