@@ -22,6 +22,7 @@ from b2v_rnn.errors import UserError
 from b2v_rnn.export import export
 from b2v_rnn.models import (PRESETS, BlurToVideo, Jin2018, MiddleNet, RecurrentGenerator, build_discriminator,
                             build_model, build_model_from_config)
+from b2v_rnn.models.blur_to_video import local_size
 from model_helpers import randomize_output_layers
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -60,26 +61,31 @@ def write_version_1(state: dict, path: Path) -> Path:
     return path
 
 
-def test_the_shipped_version_1_weights_upgrade_to_the_frames_they_gave():
-    """default.pt (version 1: no φm linear_skip, no G head in its config) rebuilds the network it
-    was trained as: its frames are those the code that shipped it computed, and those of the same
-    network built here from the legacy values named explicitly."""
-    assert torch.load(ckpt.DEFAULT_WEIGHTS, weights_only=True)["version"] == 1
-    model, state = ckpt.load_model(ckpt.default_checkpoint())
-    assert state["version"] == ckpt.VERSION
+def test_the_shipped_weights_are_the_version_1_release_s_with_the_middle_gate_added():
+    """default.pt holds the weights that shipped as a version-1 file (no φm linear_skip, no G head
+    in its config, so the legacy values), now a current-version file with the middle gate on. With
+    the gate off it gives the frames the code that shipped them computed
+    (``fixtures/default_weights_frames.pt``); with it on, frames change where φm's correction is dropped."""
+    assert torch.load(ckpt.DEFAULT_WEIGHTS, weights_only=True)["version"] == ckpt.VERSION
+    model, _ = ckpt.load_model(ckpt.default_checkpoint())
+    model.eval()
     assert model.config["middle"]["linear_skip"] == 0 and model.config["generator"]["head"] == "shuffle"
+    assert model.middle_gate > 0 and model.still_gate == 0
     reference = torch.load(FIXTURES / "default_weights_frames.pt", weights_only=True)
     assert torch.equal(reference["input"], pattern())
+    gate = model.middle_gate
     with torch.no_grad():
+        gated = model.extract(pattern(), 7)
+        model.middle_gate = 0.0
         frames = model.extract(pattern(), 7)
     torch.testing.assert_close(frames, reference["frames"], rtol=0, atol=ROUNDING)
-    sizes = torch.load(ckpt.DEFAULT_WEIGHTS, weights_only=True)["model_config"]
-    legacy = BlurToVideo(MiddleNet(**sizes["middle"], linear_skip=0),
-                         RecurrentGenerator(**sizes["generator"], head="shuffle", head_channels=16),
-                         still_gate=sizes["still_gate"])
-    legacy.load_state_dict(state["model"])
+    assert not torch.equal(gated, frames)
+    model.middle_gate = gate
     with torch.no_grad():
-        assert torch.equal(legacy.eval().extract(pattern(), 7), frames)
+        dropped = (local_size(model.middle(pattern()) - pattern()) <= gate).expand_as(pattern())
+        kept_middle = model.middle_frame(pattern())
+    assert dropped.float().mean() > 0.1
+    assert torch.equal(kept_middle[dropped], pattern()[dropped])
 
 
 def test_a_version_1_file_of_the_oldest_layout_upgrades_to_the_paper_networks():
