@@ -1,4 +1,4 @@
-"""The package's one error type for mistakes a user can fix, and the one check of T.
+"""The one error type for mistakes a user can fix, the one check of T, and of a gate option.
 
 `UserError` is bad input: a missing or unreadable file, a damaged checkpoint or sample, a value
 out of range, an output that would be overwritten or is in use. It is raised where the bad
@@ -9,6 +9,7 @@ exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 
@@ -23,3 +24,10 @@ def check_T(T, option: str | None = None) -> int:
         where = f"{option} {T}" if option else f"T={T!r}"
         raise UserError(f"{where}: the number of frames must be an odd integer >= 3")
     return int(T)
+
+
+def check_gate(tau: float | None, option: str) -> None:
+    """UserError unless a gate's τ given as `option` (``--middle-gate``, ``--still-gate``) is
+    absent (None) or a finite number >= 0 (0 = off)."""
+    if tau is not None and not (math.isfinite(tau) and tau >= 0):
+        raise UserError(f"{option} {tau}: must be a finite number >= 0 (0 = off)")

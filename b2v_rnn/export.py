@@ -21,14 +21,13 @@ have no weights, so a gate measured with `suite --middle-gate` ships without ret
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Sequence
 
 from .atomic import atomic_path
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint, sha256_of
 from .cli import HelpFormatter, run_main
-from .errors import UserError
+from .errors import UserError, check_gate
 from .models import GATES
 from .official import holds_official_files, input_files, read_folder
 from .outputs import check_writable, refuse_inputs_among_outputs
@@ -79,8 +78,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise UserError(f"{args.out} exists; pass --overwrite to replace it")
     gates = {gate: getattr(args, gate) for gate in GATES if getattr(args, gate) is not None}
     for gate, tau in gates.items():
-        if not (math.isfinite(tau) and tau >= 0):
-            raise UserError(f"--{gate.replace('_', '-')} {tau}: must be a finite number >= 0 (0 = off)")
+        check_gate(tau, "--" + gate.replace("_", "-"))
     digest = export(args.checkpoint, args.out, gates)
     print(f"{args.checkpoint} -> {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB, sha256 {digest})")
 

@@ -46,7 +46,7 @@ from . import visualize
 from .cli import HelpFormatter, add_device_arguments, check_amp_precision, resolve_device, run_main, set_threads
 from .data.families import EMBEDDED_HELD_OUT, FAMILIES, SUITE_FAMILIES, PhotoSource, blurry_image, render_scene
 from .data.photos import PhotoFolder
-from .errors import UserError, check_T
+from .errors import UserError, check_gate, check_T
 from .inference import Extractor, load, settings_for
 from .models import GATES
 from .outputs import check_writable, locked_output
@@ -244,9 +244,8 @@ def check_options(args, raw: Sequence[str]) -> tuple[list[str], PhotoSource]:
         raise UserError(f"--families {args.families!r}: unknown {unknown}, expected some of {sorted(FAMILIES)}")
     if args.n < 1 or args.size < 32:
         raise UserError(f"--n {args.n} must be >= 1 and --size {args.size} >= 32")
-    for option, tau in (("--still-gate", args.still_gate), ("--middle-gate", args.middle_gate)):
-        if tau is not None and not (math.isfinite(tau) and tau >= 0):
-            raise UserError(f"{option} {tau}: must be a finite number >= 0")
+    check_gate(args.still_gate, "--still-gate")
+    check_gate(args.middle_gate, "--middle-gate")
     try:
         photos = PhotoSource(PhotoFolder(args.photos)) if args.photos else EMBEDDED_HELD_OUT
     except UserError as e:

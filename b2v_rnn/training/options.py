@@ -13,7 +13,7 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..cli import HelpFormatter, add_device_arguments
 from ..data.photos import PhotoFolder
-from ..errors import UserError, check_T
+from ..errors import UserError, check_gate, check_T
 from ..losses import ADVERSARIAL_WEIGHT, DEFAULT_PAIR_LOSS, GRADIENT_WEIGHT, PAIR_LOSSES, PAIR_PATCH, PERCEPTUAL_WEIGHT
 from .config import PATH_FIELDS, Resume, TrainingConfig
 
@@ -286,9 +286,8 @@ def _validate(config: TrainingConfig) -> None:
         raise UserError(f"--suite-scenes {config.suite_scenes}: must be >= 1")
     if not (math.isfinite(config.noise_std) and 0 <= config.noise_std <= 0.5):
         raise UserError(f"--noise-std {config.noise_std}: must be between 0 and 0.5")
-    for option, tau in (("--still-gate", config.still_gate), ("--middle-gate", config.middle_gate)):
-        if tau is not None and not (math.isfinite(tau) and tau >= 0):
-            raise UserError(f"{option} {tau}: must be a finite number >= 0 (0 = off)")
+    check_gate(config.still_gate, "--still-gate")
+    check_gate(config.middle_gate, "--middle-gate")
     if config.suite_photos is not None:
         try:
             PhotoFolder(config.suite_photos)
