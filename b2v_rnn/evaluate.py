@@ -2,6 +2,11 @@
 
     python -m b2v_rnn.evaluate --data test.h5 --checkpoint runs/x/best.pt --out runs/x/eval
     python -m b2v_rnn.evaluate --checkpoint runs/x/best.pt      # embedded synthetic test split
+    python -m b2v_rnn.evaluate --suite --checkpoint runs/x/best.pt --out suite   # = b2v_rnn.suite
+
+A held-out split drawn by the training generator measures memorised textures and motions;
+``--suite`` runs the do-no-harm suite instead (`b2v_rnn.suite`: scene families from photographs
+training never used), every other option being the suite's.
 
 Prints a table; with --out also writes metrics.json (the summary, the per-clip values and
 the conventions), psnr_per_frame.png and samples/clip_NNNN.png. Every clip is evaluated at
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import metrics as M
-from . import ops, visualize
+from . import ops, suite, visualize
 from .cli import HelpFormatter, add_device_arguments, check_amp_precision, resolve_device, run_main, set_threads
 from .data import BlurSequenceDataset, default_dataset
 from .data.h5format import MIN_METRIC_SIDE, corrupt_samples
@@ -43,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Metrics of b2v_rnn.metrics (see the README's Evaluate section) "
                                             "on a b2v HDF5 file.",
                                 formatter_class=HelpFormatter)
+    p.add_argument("--suite", action="store_true",
+                   help="run the do-no-harm suite instead (python -m b2v_rnn.suite; every other option is then "
+                        "the suite's: see its --help)")
     p.add_argument("--data", type=Path, help="b2v HDF5 file (default: the embedded synthetic test split)")
     p.add_argument("--checkpoint", type=Path, help="model checkpoint (default: the weights shipped with the package)")
     p.add_argument("--T", type=int, help="frames per clip; must equal the file's T (default: the file's)")
@@ -184,6 +192,8 @@ def run(args, device, out: OutputFolder | None) -> dict:
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the evaluation; returns the summary dict (see `b2v_rnn.inference.evaluate_clips`)."""
     raw = sys.argv[1:] if argv is None else list(argv)
+    if "--suite" in raw:  # before parsing: the remaining options are the suite's, not these
+        return suite.main([arg for arg in raw if arg != "--suite"])
     args = build_parser().parse_args(raw)
     check_options(args, raw)
     device = resolve_device(args.device)

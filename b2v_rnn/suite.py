@@ -25,6 +25,11 @@ judged against the clean truth). Per family it reports:
 
 `score` condenses them into the margin of the worst family against the suite's bars (sharp
 and still kept >= `KEPT_BAR` dB, gains >= 0), the figure checkpoints are chosen by.
+
+Frames are judged as `predict` writes them: clamped and rounded to 8 bits (`as_written`), as
+the inputs are. A float frame that differs from an 8-bit input by a tenth of a grey level is
+the input once saved, yet against a scene with no motion (whose blurry input equals its frames,
+100 dB) it would score tens of dB below it; rounded, it scores what the user receives.
 """
 from __future__ import annotations
 
@@ -115,6 +120,25 @@ def scene_metrics(pred: torch.Tensor, scene: Scene) -> dict:
     return out
 
 
+MOVING_GREY = 20.0
+"""Grey levels by which a pixel's true first and last frames differ for it to count as moving."""
+
+
+def motion_changes(pred: torch.Tensor, sharp: torch.Tensor, still: torch.Tensor) -> dict:
+    """Mean |frame 1 − frame T| in grey levels: on the still mask, where the true frames move
+    (by more than `MOVING_GREY`), and the truth's own there. pred, sharp (T, 3, H, W); still (H, W).
+
+    A still camera's background must not move (``still`` near 0) while the objects do
+    (``moving`` well above it, ``moving_truth`` is what a perfect model gives)."""
+    change = 255 * (pred[0] - pred[-1]).abs().mean(dim=0)
+    true_change = 255 * (sharp[0] - sharp[-1]).abs().mean(dim=0)
+    moving = true_change > MOVING_GREY
+    if not still.any() or not moving.any():
+        raise ValueError("motion_changes: the scene needs both still pixels and moving ones")
+    return {"still": float(change[still].mean()), "moving": float(change[moving].mean()),
+            "moving_truth": float(true_change[moving].mean())}
+
+
 def summarise(family: str, per_scene: Sequence[dict]) -> dict:
     """Mean of each figure over the family's scenes, plus the worst ones."""
     summary: dict = {"scenes": len(per_scene)}
@@ -151,6 +175,11 @@ def score(report: dict) -> float:
     return min(margin(s) for s in report.values())
 
 
+def as_written(frames: torch.Tensor) -> torch.Tensor:
+    """Float frames in [0, 1] rounded to 8 bits, as `predict` saves them (`visualize.to_uint8`)."""
+    return (frames.float().clamp(0, 1) * 255).round() / 255
+
+
 @torch.inference_mode()
 def run(extract: Extract, families: Sequence[str] = SUITE_FAMILIES, n: int = 16, T: int = 7, size: int = 128,
         seed: int = 0, photos: PhotoSource = EMBEDDED_HELD_OUT, progress: bool = True,
@@ -162,7 +191,7 @@ def run(extract: Extract, families: Sequence[str] = SUITE_FAMILIES, n: int = 16,
         for family in families:
             per_scene, kept[family] = [], []
             for scene in scenes(family, n, T, size, seed, photos):
-                pred = extract(scene.blurry[None])[0].float().cpu()
+                pred = as_written(extract(scene.blurry[None])[0].cpu())
                 per_scene.append(scene_metrics(pred, scene))
                 if len(kept[family]) < keep:
                     kept[family].append((scene.blurry, pred, scene.sharp))

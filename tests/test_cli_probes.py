@@ -130,6 +130,7 @@ PROBES = [
     ("evaluate", "number", "--data {h5} --T 4", "--T 4"),
     ("evaluate", "number", "--data {h5} --limit -1", "--limit"),
     ("evaluate", "number", "--data {h5} --samples -1", "--samples"),
+    ("evaluate", "number", "--suite --n 0", "--n 0"),  # the suite's own options, checked by the suite
     ("evaluate", "number", "--data {h5} --tile -1", "--tile"),
     ("evaluate", "number", "--data {h5} --tile-overlap -1", "--tile-overlap"),
     ("evaluate", "number", "--data {h5} --threads 0", "--threads 0"),
@@ -257,6 +258,12 @@ PROBES = [
     ("photo_report", "damaged", "--image {text} --out {tmp}/r.png", "not a readable image"),
     ("photo_report", "damaged", "--checkpoint {damaged_weights} --out {tmp}/r.png", "does not match"),
     ("photo_report", "number", "--T 4 --out {tmp}/r.png", "--T 4"),
+    ("photo_report", "number", "--still-scene -1 --out {tmp}/r.png", "--still-scene -1"),
+    ("photo_report", "number", "--still-scene 0 --size 8 --out {tmp}/r.png", "--size 8"),
+    ("photo_report", "missing", "--still-scene 0 --photos {missing} --out {tmp}/r.png", "missing"),
+    ("photo_report", "damaged", "--still-scene 0 --size 32 --photos {bad_photos} --out {tmp}/r.png", "1.png"),
+    ("photo_report", "bad-value", "--photos {folder} --out {tmp}/r.png", "--still-scene"),
+    ("photo_report", "bad-value", "--image {image} --still-scene 0 --out {tmp}/r.png", "not both"),
 
     ("collect_photos", "missing", "{missing} --out {tmp}/photos", "not a folder"),
     ("collect_photos", "missing", "{frames} --out {tmp}/photos --manifest {missing}", "cannot be read"),

@@ -200,6 +200,17 @@ def test_doing_nothing_keeps_everything_and_gains_nothing():
     assert suite.score(report) == pytest.approx(0.0, abs=1e-9)  # gains of exactly 0 are the bar
 
 
+@pytest.mark.parametrize("grey, changed", [(0.4, False), (0.6, True)])
+def test_frames_are_judged_as_written_to_8_bits(grey, changed):
+    """A change under half a grey level is gone from the saved frames, so it costs nothing; one
+    above it rounds to a whole grey level and costs what a saved frame shows."""
+    report = run_suite(lambda y: repeat_blurry(y) + grey / 255)
+    assert (report["sharp"]["sharp_kept"] < 60) == changed
+    assert (report["tremor"]["middle_gain"] < 0) == changed
+    written = suite.as_written(torch.tensor([-0.1, 0.2 / 255, 0.7 / 255, 100.4 / 255, 1.3]))
+    assert torch.equal(written * 255, torch.tensor([0.0, 0.0, 1.0, 100.0, 255.0]))
+
+
 def test_an_answer_that_harms_a_sharp_photo_fails_the_suite():
     def noisy(y):
         torch.manual_seed(0)

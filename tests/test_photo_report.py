@@ -27,3 +27,24 @@ def test_command_writes_figure_and_numbers(tmp_path):
     photo_report.main(["--out", str(out), "--json", str(numbers), "--T", "3"])
     assert Image.open(out).size[1] == Image.open(photo_report.SAMPLE).size[1]
     assert len(json.loads(numbers.read_text())["frame_grid"]) == 3
+
+
+def test_a_still_scene_is_rendered_and_its_motion_measured(tmp_path):
+    """--still-scene: a scene whose truth is known. The identity keeps its background exactly and
+    moves nothing; the truth itself moves its objects and keeps the background."""
+    y, sharp, still = photo_report.still_scene(3, 64, 5)
+    again = photo_report.still_scene(3, 64, 5)
+    assert all(torch.equal(a, b) for a, b in zip((y, sharp, still), again))  # a pure function of the seed
+    assert 0.05 < still.float().mean() < 1 and torch.equal(sharp[0][:, still], sharp[-1][:, still])
+    identity = photo_report.scene_numbers(y[None].repeat(5, 1, 1, 1), y, sharp, still)
+    assert identity["first_last_grey"]["still"] == 0 and identity["first_last_grey"]["moving"] == 0
+    assert identity["middle_gain_db"] == 0
+    truth = photo_report.scene_numbers(sharp, y, sharp, still)
+    assert truth["first_last_grey"]["still"] == 0 and truth["still_kept_db"] == 100
+    assert truth["first_last_grey"]["moving"] == truth["first_last_grey"]["moving_truth"] > 20
+    assert truth["middle_gain_db"] > 0
+    out, numbers = tmp_path / "still.png", tmp_path / "still.json"
+    photo_report.main(["--still-scene", "3", "--size", "64", "--T", "3", "--out", str(out), "--json", str(numbers)])
+    written = json.loads(numbers.read_text())
+    assert set(written["scene"]["first_last_grey"]) == {"still", "moving", "moving_truth"}
+    assert Image.open(out).size == (5 * 64 + 4 * 4, 64)
