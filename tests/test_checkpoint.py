@@ -27,9 +27,10 @@ from model_helpers import randomize_output_layers
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
-ROUNDING = 1e-5
+ROUNDING = 1e-4
 """Tolerance against frames stored by another run: another CPU's kernels may round differently
-(here the frames are bit-identical). A wrong architecture misses them by far more."""
+(on the machine that wrote them the frames are bit-identical; seen elsewhere: 1.5e-5). A wrong
+architecture misses them by far more."""
 
 
 def pattern() -> torch.Tensor:
