@@ -32,11 +32,11 @@ from .atomic import atomic_path
 from .errors import UserError
 
 FORMAT = "b2v_rnn-checkpoint"
-VERSION = 3
+VERSION = 4
 """The layout this b2v_rnn writes. Version 1 stored in a BlurToVideo config only the options
 that differed from their legacy values (:data:`VERSION_1_OMITTED`); version 2 stores every field
 of each network's config dataclass (``b2v_rnn.models``); version 3 adds the BlurToVideo config's
-``middle_gate`` (version 2 files had none: off)."""
+``middle_gate`` and version 4 its ``frame_gate`` (older files had none: off)."""
 
 VERSION_1_OMITTED = {
     "model": {"still_gate": 0.0},
@@ -138,15 +138,20 @@ def _from_version_1(state: dict) -> dict:
     return {**state, "model_config": config}
 
 
-def _from_version_2(state: dict) -> dict:
-    """Version 2 → 3: a BlurToVideo config gains ``middle_gate``, off (the gate did not exist)."""
-    config = state.get("model_config")
-    if not isinstance(config, dict) or config.get("kind") != "BlurToVideo":
-        return state
-    return {**state, "model_config": {**config, "middle_gate": config.get("middle_gate", 0.0)}}
+def _gains_gate(gate: str):
+    """The upgrade by which a BlurToVideo config gains ``gate``, off (the gate did not exist)."""
+
+    def upgrade_step(state: dict) -> dict:
+        config = state.get("model_config")
+        if not isinstance(config, dict) or config.get("kind") != "BlurToVideo":
+            return state
+        return {**state, "model_config": {**config, gate: config.get(gate, 0.0)}}
+
+    upgrade_step.__doc__ = f"A BlurToVideo config gains ``{gate}``, off."
+    return upgrade_step
 
 
-UPGRADES = {1: _from_version_1, 2: _from_version_2}
+UPGRADES = {1: _from_version_1, 2: _gains_gate("middle_gate"), 3: _gains_gate("frame_gate")}
 """Version → the function that converts a checkpoint dict of that version to the next one."""
 
 

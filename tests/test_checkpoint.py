@@ -1,4 +1,5 @@
-"""Checkpoint versions: configs saved whole (version 2; version 3 added the middle gate), older
+"""Checkpoint versions: configs saved whole (version 2; version 3 added the middle gate, version 4
+the frame gate), older
 files read through ``checkpoint.upgrade``, and a newer version refused.
 
 Version 1 wrote into a BlurToVideo config only the options that differed from the constructors'
@@ -148,25 +149,36 @@ def test_upgrade_leaves_its_input_alone_and_a_current_state_as_it_is():
 
 
 def version_2_config(config: dict) -> dict:
-    """A current BlurToVideo config as version 2 wrote it: every field but the middle gate."""
-    return {key: value for key, value in config.items() if key != "middle_gate"}
+    """A current BlurToVideo config as version 2 wrote it: every field but the middle and frame gates."""
+    return {key: value for key, value in config.items() if key not in ("middle_gate", "frame_gate")}
 
 
-def test_a_version_2_file_reads_with_the_middle_gate_off(tmp_path):
+def version_3_config(config: dict) -> dict:
+    """A current BlurToVideo config as version 3 wrote it: every field but the frame gate."""
+    return {key: value for key, value in config.items() if key != "frame_gate"}
+
+
+@pytest.mark.parametrize("version, written, off", [
+    (2, version_2_config, ("middle_gate", "frame_gate")),
+    (3, version_3_config, ("frame_gate",)),
+])
+def test_an_older_file_reads_with_the_gates_it_did_not_have_off(tmp_path, version, written, off):
     torch.manual_seed(0)
     model = randomize_output_layers(build_model("tiny")).eval()
     model.still_gate = 0.01
-    path = tmp_path / "v2.pt"
-    torch.save({"format": ckpt.FORMAT, "version": 2, "model": model.state_dict(),
-                "model_config": version_2_config(model.config), "T": 3}, path)
+    if version == 3:
+        model.middle_gate = 0.004  # version 3 had it: kept as written
+    path = tmp_path / f"v{version}.pt"
+    torch.save({"format": ckpt.FORMAT, "version": version, "model": model.state_dict(),
+                "model_config": written(model.config), "T": 3}, path)
     state = ckpt.load_checkpoint(path)
     assert state["version"] == ckpt.VERSION and state["model_config"] == model.config
-    assert state["model_config"]["middle_gate"] == 0.0
+    assert all(state["model_config"][gate] == 0.0 for gate in off)
     rebuilt = ckpt.model_from_checkpoint(state).eval()
     y = torch.rand(1, 3, 21, 23)
     with torch.no_grad():
         assert torch.equal(rebuilt.extract(y, 3), model.extract(y, 3))
-    jin = {"version": 2, "model_config": {"kind": "Jin2018"}}
+    jin = {"version": version, "model_config": {"kind": "Jin2018"}}
     assert ckpt.upgrade(jin)["model_config"] == {"kind": "Jin2018"}  # the authors' networks have no gates
 
 
@@ -175,7 +187,7 @@ def test_round_trip_of_every_preset(tmp_path, preset):
     """save → load: the current version, both configs whole and as they were, the same frames."""
     torch.manual_seed(0)
     model, disc = randomize_output_layers(build_model(preset)).eval(), build_discriminator(preset)
-    model.still_gate, model.middle_gate = 0.01, 0.012
+    model.still_gate, model.middle_gate, model.frame_gate = 0.01, 0.012, 0.004
     ckpt.save_checkpoint({"model": model.state_dict(), "model_config": model.config, "T": 3,
                           "discriminator": disc.state_dict(), "discriminator_config": disc.config},
                          tmp_path / "c.pt")
@@ -183,7 +195,8 @@ def test_round_trip_of_every_preset(tmp_path, preset):
     assert state["version"] == ckpt.VERSION == torch.load(tmp_path / "c.pt", weights_only=True)["version"]
     assert state["model_config"] == model.config and state["discriminator_config"] == disc.config
     rebuilt = ckpt.model_from_checkpoint(state).eval()
-    assert rebuilt.architecture == model.architecture and (rebuilt.still_gate, rebuilt.middle_gate) == (0.01, 0.012)
+    assert rebuilt.architecture == model.architecture
+    assert (rebuilt.still_gate, rebuilt.middle_gate, rebuilt.frame_gate) == (0.01, 0.012, 0.004)
     build_model_from_config(state["discriminator_config"], state["discriminator"])
     y = torch.rand(1, 3, 21, 23)
     with torch.no_grad():
@@ -198,7 +211,7 @@ def test_round_trip_of_the_authors_networks(tmp_path):
 
 
 @pytest.mark.parametrize("version, message", [
-    (4, "version 4 was written by a newer b2v_rnn"), (99, "version 99 was written by a newer b2v_rnn"),
+    (5, "version 5 was written by a newer b2v_rnn"), (99, "version 99 was written by a newer b2v_rnn"),
     (0, "version 0 is not supported"), (None, "version None is not supported"),
     (True, "version True is not supported"), ("2", "version '2' is not supported"),
 ])
@@ -207,7 +220,7 @@ def test_an_unknown_version_is_refused(tmp_path, version, message):
     path = tmp_path / "c.pt"
     torch.save({"format": ckpt.FORMAT, "version": version, "model": model.state_dict(),
                 "model_config": model.config, "T": 3}, path)
-    with pytest.raises(ckpt.UserError, match=rf"c\.pt: checkpoint {message}.*reads versions 1 to 3"):
+    with pytest.raises(ckpt.UserError, match=rf"c\.pt: checkpoint {message}.*reads versions 1 to 4"):
         ckpt.load_checkpoint(path)
     with pytest.raises(ckpt.UserError, match=message):
         ckpt.upgrade({"version": version})
@@ -219,9 +232,10 @@ def test_a_config_that_is_not_whole_is_not_written(tmp_path):
     not_whole = r"model_config is not whole.*middle.*missing keys \['linear_skip'\]"
     with pytest.raises(ckpt.UserError, match=not_whole):
         ckpt.save_checkpoint({"model": model.state_dict(), "T": 3,
-                              "model_config": {**version_1_config(model.config), "middle_gate": 0.0}}, tmp_path / "c.pt")
-    with pytest.raises(ckpt.UserError, match=r"model_config is not whole.*missing keys \['middle_gate'\]"):
-        ckpt.save_checkpoint({"model": model.state_dict(), "model_config": version_2_config(model.config),
+                              "model_config": {**version_1_config(model.config), "middle_gate": 0.0,
+                                                              "frame_gate": 0.0}}, tmp_path / "c.pt")
+    with pytest.raises(ckpt.UserError, match=r"model_config is not whole.*missing keys \['frame_gate'\]"):
+        ckpt.save_checkpoint({"model": model.state_dict(), "model_config": version_3_config(model.config),
                               "T": 3}, tmp_path / "c.pt")
     disc = {**build_discriminator("tiny").config}
     del disc["max_channels"]

@@ -31,6 +31,7 @@ from b2v_rnn.models import (
 )
 from b2v_rnn.models import vgg as vgg_module
 from b2v_rnn.models.blocks import crop_to, dilation_schedule, fusion_points, pad_to_multiple
+from b2v_rnn.models.blur_to_video import FRAME_GATE_WINDOW
 from b2v_rnn.models.recurrent_generator import RecurrentGenerator, warp
 from model_helpers import randomize_output_layers
 
@@ -480,6 +481,73 @@ def test_with_both_gates_a_sharp_input_comes_back_unchanged_in_every_frame():
         ungated = model.extract(y, 5)
     assert torch.equal(frames, y[:, None].expand_as(frames))
     assert (ungated - y[:, None]).abs().amax() > 0.05  # G alone changes the frames around y
+
+
+class FixedStep(torch.nn.Module):
+    """A stand-in G whose every step adds the given change (B, 3, H, W) to the nearer frame."""
+
+    def __init__(self, change: torch.Tensor):
+        super().__init__()
+        self.change = torch.nn.Parameter(change)
+        self.factor = 5
+
+    def forward(self, y, near, far):
+        return near + self.change
+
+
+def test_the_frame_gate_drops_small_changes_of_every_frame_exactly_so_nothing_drifts():
+    """A G that adds 0.4·τf per step would drift the outer frames by 1.2·τf at T = 7; with the gate
+    every frame is the middle frame, bit for bit. Changes from 2·τf up are kept whole."""
+    tau = 0.01
+    model = build_model("tiny")
+    model.frame_gate = tau
+    y, middle = torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20)
+    sign = torch.where(torch.rand(1, 3, 20, 20) < 0.5, -1.0, 1.0)
+    model.generator = FixedStep(0.4 * tau * sign)
+    frames = model.unroll(y, middle, 7)
+    assert torch.equal(frames, middle[:, None].expand_as(frames))
+    model.frame_gate = 0.0
+    drifted = model.unroll(y, middle, 7)
+    assert torch.allclose(drifted[:, 0], middle + 1.2 * tau * sign, atol=1e-6)  # what the gate prevents
+    model.frame_gate = tau
+    model.generator = FixedStep(2 * tau * sign)
+    frames = model.unroll(y, middle, 7)
+    for k in (1, 2, 3):
+        for i in (3 - k, 3 + k):
+            assert torch.allclose(frames[:, i], middle + 2 * k * tau * sign, atol=1e-6), (k, i)
+
+
+def test_the_frame_gate_is_local_and_passes_gradients_where_it_keeps():
+    """One large change keeps the small ones within FRAME_GATE_WINDOW of it (an object's flat
+    interior moves with its edge); everywhere else the middle frame is returned."""
+    tau, side, w = 0.01, 80, FRAME_GATE_WINDOW
+    model = build_model("tiny")
+    model.frame_gate = tau
+    y, middle = torch.rand(1, 3, side, side), torch.rand(1, 3, side, side)
+    change = torch.full((1, 3, side, side), 0.5 * tau)
+    change[..., 40, 40] = 3 * tau
+    model.generator = FixedStep(change)
+    frames = model.unroll(y, middle, 3)
+    near = torch.zeros(side, side, dtype=torch.bool)
+    near[40 - w // 2:41 + w // 2, 40 - w // 2:41 + w // 2] = True
+    assert 0 < near.float().mean() < 0.5
+    assert torch.equal(frames[:, 0][..., ~near], middle[..., ~near])
+    assert torch.allclose(frames[:, 0][..., near], (middle + change)[..., near], atol=1e-7)
+    frames[:, 0].sum().backward()
+    assert torch.equal(model.generator.change.grad[0, 0] != 0, near)
+
+
+def test_with_the_middle_and_frame_gates_a_sharp_input_comes_back_unchanged_without_the_still_gate():
+    torch.manual_seed(0)
+    model = randomize_output_layers(build_model("tiny")).eval()
+    y = torch.rand(2, 3, 40, 40)
+    with torch.no_grad():
+        model.middle_gate = float((model.middle(y) - y).abs().mean(dim=1).amax()) * 1.01
+        ungated = model.extract(y, 5)
+        assert (ungated - y[:, None]).abs().amax() > 0.05  # G alone changes the frames around y
+        model.frame_gate = 10.0  # above any change G makes
+        frames = model.extract(y, 5)
+    assert model.still_gate == 0 and torch.equal(frames, y[:, None].expand_as(frames))
 
 
 def test_the_middle_gate_reaches_training():

@@ -18,29 +18,44 @@ from .middle_net import MiddleConfig, MiddleNet
 from .recurrent_generator import GeneratorConfig, RecurrentGenerator
 
 
-GATES = ("still_gate", "middle_gate")
+GATES = ("still_gate", "middle_gate", "frame_gate")
 """The model's weightless gates (attributes of :class:`BlurToVideo` and fields of its config)."""
 
 
 def checked_gate(name: str, tau: float) -> float:
-    """A gate's τ (``still_gate``, ``middle_gate``) as a float; ValueError unless it is a finite
+    """A gate's τ (one of :data:`GATES`) as a float; ValueError unless it is a finite
     number >= 0 (0 = off)."""
     if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not (math.isfinite(tau) and tau >= 0):
         raise ValueError(f"{name} must be a finite number >= 0 (0 = off), got {tau!r}")
     return float(tau)
 
 
-def local_size(difference: Tensor) -> Tensor:
-    """(B, 3, H, W) → (B, 1, H, W): the largest channel-mean |difference| within 5×5 of each pixel,
-    the evidence both gates read (a max, so an edge's whole neighbourhood counts as changed)."""
+FRAME_GATE_WINDOW = 31
+"""Side of the neighbourhood the frame gate reads. G moves an object's flat interior by less than
+a grey level and only its edges by more, so the window must span an object for it to move whole;
+a scene where nothing moved still has nothing above τf anywhere."""
+
+
+def local_size(difference: Tensor, window: int = 5) -> Tensor:
+    """(B, 3, H, W) → (B, 1, H, W): the largest channel-mean |difference| within window × window
+    of each pixel, the evidence the gates read (a max, so an edge's whole neighbourhood counts as
+    changed)."""
     evidence = difference.detach().float().abs().mean(dim=1, keepdim=True)
-    return F.max_pool2d(evidence, kernel_size=5, stride=1, padding=2)
+    return F.max_pool2d(evidence, kernel_size=window, stride=1, padding=window // 2)
+
+
+def drop_small(change: Tensor, tau: float, window: int = 5) -> Tensor:
+    """``change`` (B, 3, H, W) where it is large, exactly 0 where it is small: scaled by
+    clamp((local_size(change, window) − τ) / τ, 0, 1), 0 below τ, 1 from 2·τ up (the middle and
+    frame gates)."""
+    kept = ((local_size(change, window) - tau) / tau).clamp(0.0, 1.0)
+    return kept.to(change.dtype) * change
 
 
 @dataclass(frozen=True, kw_only=True)
 class BlurToVideoConfig:
-    """The whole model: φm's and G's configs, the still gate τ and the middle gate τm (each 0 = off;
-    see :class:`BlurToVideo`).
+    """The whole model: φm's and G's configs, the still gate τ, the middle gate τm and the frame
+    gate τf (each 0 = off; see :class:`BlurToVideo`).
     The defaults are the "paper" preset's. ``kind`` is fixed; it names the model in a checkpoint."""
 
     kind: str = field(default="BlurToVideo", init=False)
@@ -48,6 +63,7 @@ class BlurToVideoConfig:
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     still_gate: float = 0.0
     middle_gate: float = 0.0
+    frame_gate: float = 0.0
 
     def __post_init__(self) -> None:
         for name, cls in (("middle", MiddleConfig), ("generator", GeneratorConfig)):
@@ -55,14 +71,14 @@ class BlurToVideoConfig:
                 raise TypeError(f"BlurToVideoConfig.{name} must be a {cls.__name__}, got {getattr(self, name)!r} "
                                 "(b2v_rnn.models.config_from_dict reads a stored dict)")
         # Frozen: the checked value replaces the given one (an int gate becomes the float it means).
-        for name in ("still_gate", "middle_gate"):
+        for name in GATES:
             object.__setattr__(self, name, checked_gate(name, getattr(self, name)))
 
 
 class BlurToVideo(nn.Module):
     """Blurry image y (B, 3, H, W) → sharp frames x̂ (B, T, 3, H, W), for any odd T ≥ 3.
 
-    ``BlurToVideo(middle, generator, still_gate, middle_gate)``: each network given built (a :class:`MiddleNet`,
+    ``BlurToVideo(middle, generator, still_gate, middle_gate, frame_gate)``: each network given built (a :class:`MiddleNet`,
     a :class:`RecurrentGenerator`) or as its config (None: the config's defaults, the "paper"
     preset's); :meth:`from_config` builds one from a :class:`BlurToVideoConfig`. ``architecture``
     is the model's config as it stands (the gates may be set later) and ``config`` its plain
@@ -90,6 +106,16 @@ class BlurToVideo(nn.Module):
     a sharp input comes back unchanged in every frame. No weights; training sees it (its gradient
     is zero where a correction is dropped).
 
+    Frame gate (``frame_gate`` = τf > 0; 0 turns it off): each generated frame's change from the
+    middle frame, d = G(...) − x̂[m], is kept where anything near it changed and dropped, exactly,
+    where nothing did: x̂[i] = x̂[m] + b · d, b = clamp((maxpool_31x31(mean_c |d|) − τf) / τf, 0, 1)
+    (:data:`FRAME_GATE_WINDOW`). G's recurrence drifts without it: on a scene where nothing moved,
+    each step adds a little, and the outer frames differ from the input by a grey level or two
+    over much of the image, invisible but tens of dB against an input that was right; a moving
+    object changes some pixel within the window by far more than τf. Unlike the still gate it
+    reads G's own change, not φm's, so it does not stop objects whose blur φm left alone. Applied
+    after the still gate, inside the recurrence (the next step sees the gated frame). No weights.
+
     Clamping: frames are returned unclamped in training mode (a clamp would zero the gradient of
     every pixel outside [0,1]) and clamped to [0,1] in eval mode; ``clamp=`` overrides. Only the
     returned frames are clamped: the recurrence always feeds G the raw frames, as in training.
@@ -106,17 +132,19 @@ class BlurToVideo(nn.Module):
         generator: RecurrentGenerator | GeneratorConfig | None = None,
         still_gate: float = 0.0,
         middle_gate: float = 0.0,
+        frame_gate: float = 0.0,
     ) -> None:
         super().__init__()
         self.middle = middle if isinstance(middle, nn.Module) else MiddleNet(middle)
         self.generator = generator if isinstance(generator, nn.Module) else RecurrentGenerator(generator)
         self.still_gate = still_gate
         self.middle_gate = middle_gate
+        self.frame_gate = frame_gate
         self.size_multiple = math.lcm(self.middle.factor, self.generator.factor)
 
     @classmethod
     def from_config(cls, config: BlurToVideoConfig) -> BlurToVideo:
-        return cls(config.middle, config.generator, config.still_gate, config.middle_gate)
+        return cls(config.middle, config.generator, config.still_gate, config.middle_gate, config.frame_gate)
 
     @property
     def still_gate(self) -> float:
@@ -136,9 +164,18 @@ class BlurToVideo(nn.Module):
         self._middle_gate = checked_gate("middle_gate", value)
 
     @property
+    def frame_gate(self) -> float:
+        return self._frame_gate
+
+    @frame_gate.setter
+    def frame_gate(self, value: float) -> None:
+        self._frame_gate = checked_gate("frame_gate", value)
+
+    @property
     def architecture(self) -> BlurToVideoConfig:
         return BlurToVideoConfig(middle=self.middle.architecture, generator=self.generator.architecture,
-                                 still_gate=self.still_gate, middle_gate=self.middle_gate)
+                                 still_gate=self.still_gate, middle_gate=self.middle_gate,
+                                 frame_gate=self.frame_gate)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -181,9 +218,7 @@ class BlurToVideo(nn.Module):
         middle = self.middle(y)
         if not self.middle_gate:
             return middle
-        correction = middle - y
-        kept = ((local_size(correction) - self.middle_gate) / self.middle_gate).clamp(0.0, 1.0)
-        return y + kept.to(correction.dtype) * correction
+        return y + drop_small(middle - y, self.middle_gate)
 
     def motion_gate(self, y: Tensor, middle: Tensor) -> Tensor | None:
         """The still gate g (B, 1, H, W) in [0, 1] (see the class docstring), or None when off."""
@@ -197,7 +232,11 @@ class BlurToVideo(nn.Module):
 
         def step(near: Tensor, far: Tensor) -> Tensor:
             out = self.generator(y, near, far)
-            return out if gate is None else middle + gate * (out - middle)
+            if gate is not None:
+                out = middle + gate * (out - middle)
+            if self.frame_gate:
+                out = middle + drop_small(out - middle, self.frame_gate, FRAME_GATE_WINDOW)
+            return out
 
         frames: list[Tensor | None] = [None] * T
         frames[m] = middle

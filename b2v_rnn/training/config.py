@@ -55,6 +55,7 @@ class TrainingConfig:
     still_gate: float | None
     noise_std: float
     middle_gate: float | None
+    frame_gate: float | None
     log_every: int
     save_every: int | None
     save_minutes: float

@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--middle-gate", type=float, metavar="TAU",
                    help="the model's middle gate (BlurToVideo.middle_gate: phi_m's corrections smaller than TAU "
                         "are dropped; 0 = off; default: the --init checkpoint's, else off)")
+    p.add_argument("--frame-gate", type=float, metavar="TAU",
+                   help="the model's frame gate (BlurToVideo.frame_gate: G's changes from the middle frame smaller "
+                        "than TAU are dropped; 0 = off; default: the --init checkpoint's, else off)")
     p.add_argument("--log-every", type=int, help="log averaged training losses every N steps (default: the preset's)")
     p.add_argument("--save-every", type=int, help="also save checkpoint.pt every N steps")
     p.add_argument("--save-minutes", type=float, default=5.0,
@@ -288,6 +291,7 @@ def _validate(config: TrainingConfig) -> None:
         raise UserError(f"--noise-std {config.noise_std}: must be between 0 and 0.5")
     check_gate(config.still_gate, "--still-gate")
     check_gate(config.middle_gate, "--middle-gate")
+    check_gate(config.frame_gate, "--frame-gate")
     if config.suite_photos is not None:
         try:
             PhotoFolder(config.suite_photos)
