@@ -32,11 +32,12 @@ from .atomic import atomic_path
 from .errors import UserError
 
 FORMAT = "b2v_rnn-checkpoint"
-VERSION = 4
+VERSION = 5
 """The layout this b2v_rnn writes. Version 1 stored in a BlurToVideo config only the options
 that differed from their legacy values (:data:`VERSION_1_OMITTED`); version 2 stores every field
 of each network's config dataclass (``b2v_rnn.models``); version 3 adds the BlurToVideo config's
-``middle_gate`` and version 4 its ``frame_gate`` (older files had none: off)."""
+``middle_gate``, version 4 its ``frame_gate`` and version 5 its ``sharp_gate`` (older files
+had none: off)."""
 
 VERSION_1_OMITTED = {
     "model": {"still_gate": 0.0},
@@ -151,7 +152,8 @@ def _gains_gate(gate: str):
     return upgrade_step
 
 
-UPGRADES = {1: _from_version_1, 2: _gains_gate("middle_gate"), 3: _gains_gate("frame_gate")}
+UPGRADES = {1: _from_version_1, 2: _gains_gate("middle_gate"), 3: _gains_gate("frame_gate"),
+            4: _gains_gate("sharp_gate")}
 """Version → the function that converts a checkpoint dict of that version to the next one."""
 
 

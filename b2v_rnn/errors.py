@@ -27,7 +27,7 @@ def check_T(T, option: str | None = None) -> int:
 
 
 def check_gate(tau: float | None, option: str) -> None:
-    """UserError unless a gate's τ given as `option` (``--middle-gate``, ``--still-gate``, ``--frame-gate``) is
-    absent (None) or a finite number >= 0 (0 = off)."""
+    """UserError unless a gate's τ given as `option` (``--middle-gate``, ``--still-gate``,
+    ``--frame-gate``, ``--sharp-gate``) is absent (None) or a finite number >= 0 (0 = off)."""
     if tau is not None and not (math.isfinite(tau) and tau >= 0):
         raise UserError(f"{option} {tau}: must be a finite number >= 0 (0 = off)")

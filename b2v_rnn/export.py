@@ -15,8 +15,9 @@ file, which loads like any other and records the four files' SHA-256 under `sour
 
     python -m b2v_rnn.export runs/small/best.pt --middle-gate 0.008 --out weights.pt
 
-sets the model's gates (`BlurToVideo.still_gate`, `middle_gate`, `frame_gate`) in the written config: they
-have no weights, so a gate measured with `suite --middle-gate` ships without retraining.
+sets the model's gates (`BlurToVideo.still_gate`, `middle_gate`, `frame_gate`, `sharp_gate`) in
+the written config: they have no weights, so a gate measured with `suite --middle-gate` ships
+without retraining.
 """
 from __future__ import annotations
 

@@ -253,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the model's middle gate (BlurToVideo.middle_gate; 0 = off), to probe it")
     p.add_argument("--frame-gate", type=float, metavar="TAU",
                    help="override the model's frame gate (BlurToVideo.frame_gate; 0 = off), to probe it")
+    p.add_argument("--sharp-gate", type=float, metavar="TAU",
+                   help="override the model's sharp gate (BlurToVideo.sharp_gate; 0 = off), to probe it")
     p.add_argument("--out", type=Path, help="folder for report.json, suite.txt and one figure per family")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     add_device_arguments(p, precision=True)
@@ -278,6 +280,7 @@ def check_options(args, raw: Sequence[str]) -> tuple[list[str], PhotoSource]:
     check_gate(args.still_gate, "--still-gate")
     check_gate(args.middle_gate, "--middle-gate")
     check_gate(args.frame_gate, "--frame-gate")
+    check_gate(args.sharp_gate, "--sharp-gate")
     try:
         photos = PhotoSource(PhotoFolder(args.photos)) if args.photos else EMBEDDED_HELD_OUT
     except UserError as e:
@@ -286,7 +289,7 @@ def check_options(args, raw: Sequence[str]) -> tuple[list[str], PhotoSource]:
 
 
 def load_extractor(args) -> tuple[Extractor, Path]:
-    """The model of --checkpoint (with --still-gate, --middle-gate and --frame-gate applied) ready to run, and its path."""
+    """The model of --checkpoint (with --still-gate, --middle-gate, --frame-gate and --sharp-gate applied) ready to run, and its path."""
     device = resolve_device(args.device)
     loaded = load(args.checkpoint, device)
     loaded.check_frames(args.T)

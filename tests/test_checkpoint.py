@@ -1,5 +1,5 @@
 """Checkpoint versions: configs saved whole (version 2; version 3 added the middle gate, version 4
-the frame gate), older
+the frame gate, version 5 the sharp gate), older
 files read through ``checkpoint.upgrade``, and a newer version refused.
 
 Version 1 wrote into a BlurToVideo config only the options that differed from the constructors'
@@ -23,7 +23,7 @@ from b2v_rnn.errors import UserError
 from b2v_rnn.export import export
 from b2v_rnn.models import (PRESETS, BlurToVideo, Jin2018, MiddleNet, RecurrentGenerator, build_discriminator,
                             build_model, build_model_from_config)
-from b2v_rnn.models.blur_to_video import local_size
+from b2v_rnn.models.blur_to_video import GATES, local_size
 from model_helpers import randomize_output_layers
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -63,26 +63,29 @@ def write_version_1(state: dict, path: Path) -> Path:
     return path
 
 
-def test_the_shipped_weights_are_the_version_1_release_s_with_the_middle_gate_added():
+def test_the_shipped_weights_are_the_version_1_release_s_with_the_gates_added():
     """default.pt holds the weights that shipped as a version-1 file (no φm linear_skip, no G head
-    in its config, so the legacy values), now a current-version file with the middle gate on. With
-    the gate off it gives the frames the code that shipped them computed
-    (``fixtures/default_weights_frames.pt``); with it on, frames change where φm's correction is dropped."""
+    in its config, so the legacy values), now a current-version file with gates on. With every
+    gate off it gives the frames the code that shipped them computed
+    (``fixtures/default_weights_frames.pt``); with the middle gate on, frames change where φm's
+    correction is dropped."""
     assert torch.load(ckpt.DEFAULT_WEIGHTS, weights_only=True)["version"] == ckpt.VERSION
     model, _ = ckpt.load_model(ckpt.default_checkpoint())
     model.eval()
     assert model.config["middle"]["linear_skip"] == 0 and model.config["generator"]["head"] == "shuffle"
-    assert model.middle_gate > 0 and model.still_gate == 0
+    assert model.middle_gate > 0 and model.frame_gate > 0 and model.still_gate == 0
     reference = torch.load(FIXTURES / "default_weights_frames.pt", weights_only=True)
     assert torch.equal(reference["input"], pattern())
-    gate = model.middle_gate
+    gates = {gate: getattr(model, gate) for gate in GATES}
     with torch.no_grad():
         gated = model.extract(pattern(), 7)
-        model.middle_gate = 0.0
+        for gate in GATES:
+            setattr(model, gate, 0.0)
         frames = model.extract(pattern(), 7)
     torch.testing.assert_close(frames, reference["frames"], rtol=0, atol=ROUNDING)
     assert not torch.equal(gated, frames)
-    model.middle_gate = gate
+    model.middle_gate, model.sharp_gate = gates["middle_gate"], 0.0
+    gate = model.middle_gate
     with torch.no_grad():
         dropped = (local_size(model.middle(pattern()) - pattern()) <= gate).expand_as(pattern())
         kept_middle = model.middle_frame(pattern())
@@ -148,29 +151,34 @@ def test_upgrade_leaves_its_input_alone_and_a_current_state_as_it_is():
     assert ckpt.upgrade({"version": 1, "model_config": {"kind": "Jin2018"}})["model_config"] == {"kind": "Jin2018"}
 
 
-def version_2_config(config: dict) -> dict:
-    """A current BlurToVideo config as version 2 wrote it: every field but the middle and frame gates."""
-    return {key: value for key, value in config.items() if key not in ("middle_gate", "frame_gate")}
+GATES_ADDED = {3: "middle_gate", 4: "frame_gate", 5: "sharp_gate"}
+"""Version → the gate its BlurToVideo config was the first to hold."""
 
 
-def version_3_config(config: dict) -> dict:
-    """A current BlurToVideo config as version 3 wrote it: every field but the frame gate."""
-    return {key: value for key, value in config.items() if key != "frame_gate"}
+def written_by(version: int):
+    """The function that turns a current BlurToVideo config into the one ``version`` (>= 2) wrote:
+    every field but the gates added after it."""
+    later = {gate for added, gate in GATES_ADDED.items() if added > version}
+    return lambda config: {key: value for key, value in config.items() if key not in later}
 
 
-@pytest.mark.parametrize("version, written, off", [
-    (2, version_2_config, ("middle_gate", "frame_gate")),
-    (3, version_3_config, ("frame_gate",)),
+
+@pytest.mark.parametrize("version, off", [
+    (2, ("middle_gate", "frame_gate", "sharp_gate")),
+    (3, ("frame_gate", "sharp_gate")),
+    (4, ("sharp_gate",)),
 ])
-def test_an_older_file_reads_with_the_gates_it_did_not_have_off(tmp_path, version, written, off):
+def test_an_older_file_reads_with_the_gates_it_did_not_have_off(tmp_path, version, off):
     torch.manual_seed(0)
     model = randomize_output_layers(build_model("tiny")).eval()
     model.still_gate = 0.01
-    if version == 3:
-        model.middle_gate = 0.004  # version 3 had it: kept as written
+    if version >= 3:
+        model.middle_gate = 0.004  # versions 3 and 4 had it: kept as written
+    if version >= 4:
+        model.frame_gate = 0.002
     path = tmp_path / f"v{version}.pt"
     torch.save({"format": ckpt.FORMAT, "version": version, "model": model.state_dict(),
-                "model_config": written(model.config), "T": 3}, path)
+                "model_config": written_by(version)(model.config), "T": 3}, path)
     state = ckpt.load_checkpoint(path)
     assert state["version"] == ckpt.VERSION and state["model_config"] == model.config
     assert all(state["model_config"][gate] == 0.0 for gate in off)
@@ -187,7 +195,7 @@ def test_round_trip_of_every_preset(tmp_path, preset):
     """save → load: the current version, both configs whole and as they were, the same frames."""
     torch.manual_seed(0)
     model, disc = randomize_output_layers(build_model(preset)).eval(), build_discriminator(preset)
-    model.still_gate, model.middle_gate, model.frame_gate = 0.01, 0.012, 0.004
+    model.still_gate, model.middle_gate, model.frame_gate, model.sharp_gate = 0.01, 0.012, 0.004, 0.5
     ckpt.save_checkpoint({"model": model.state_dict(), "model_config": model.config, "T": 3,
                           "discriminator": disc.state_dict(), "discriminator_config": disc.config},
                          tmp_path / "c.pt")
@@ -196,7 +204,7 @@ def test_round_trip_of_every_preset(tmp_path, preset):
     assert state["model_config"] == model.config and state["discriminator_config"] == disc.config
     rebuilt = ckpt.model_from_checkpoint(state).eval()
     assert rebuilt.architecture == model.architecture
-    assert (rebuilt.still_gate, rebuilt.middle_gate, rebuilt.frame_gate) == (0.01, 0.012, 0.004)
+    assert (rebuilt.still_gate, rebuilt.middle_gate, rebuilt.frame_gate, rebuilt.sharp_gate) == (0.01, 0.012, 0.004, 0.5)
     build_model_from_config(state["discriminator_config"], state["discriminator"])
     y = torch.rand(1, 3, 21, 23)
     with torch.no_grad():
@@ -211,7 +219,7 @@ def test_round_trip_of_the_authors_networks(tmp_path):
 
 
 @pytest.mark.parametrize("version, message", [
-    (5, "version 5 was written by a newer b2v_rnn"), (99, "version 99 was written by a newer b2v_rnn"),
+    (6, "version 6 was written by a newer b2v_rnn"), (99, "version 99 was written by a newer b2v_rnn"),
     (0, "version 0 is not supported"), (None, "version None is not supported"),
     (True, "version True is not supported"), ("2", "version '2' is not supported"),
 ])
@@ -220,7 +228,7 @@ def test_an_unknown_version_is_refused(tmp_path, version, message):
     path = tmp_path / "c.pt"
     torch.save({"format": ckpt.FORMAT, "version": version, "model": model.state_dict(),
                 "model_config": model.config, "T": 3}, path)
-    with pytest.raises(ckpt.UserError, match=rf"c\.pt: checkpoint {message}.*reads versions 1 to 4"):
+    with pytest.raises(ckpt.UserError, match=rf"c\.pt: checkpoint {message}.*reads versions 1 to 5"):
         ckpt.load_checkpoint(path)
     with pytest.raises(ckpt.UserError, match=message):
         ckpt.upgrade({"version": version})
@@ -233,9 +241,9 @@ def test_a_config_that_is_not_whole_is_not_written(tmp_path):
     with pytest.raises(ckpt.UserError, match=not_whole):
         ckpt.save_checkpoint({"model": model.state_dict(), "T": 3,
                               "model_config": {**version_1_config(model.config), "middle_gate": 0.0,
-                                                              "frame_gate": 0.0}}, tmp_path / "c.pt")
-    with pytest.raises(ckpt.UserError, match=r"model_config is not whole.*missing keys \['frame_gate'\]"):
-        ckpt.save_checkpoint({"model": model.state_dict(), "model_config": version_3_config(model.config),
+                                                              "frame_gate": 0.0, "sharp_gate": 0.0}}, tmp_path / "c.pt")
+    with pytest.raises(ckpt.UserError, match=r"model_config is not whole.*missing keys \['sharp_gate'\]"):
+        ckpt.save_checkpoint({"model": model.state_dict(), "model_config": written_by(4)(model.config),
                               "T": 3}, tmp_path / "c.pt")
     disc = {**build_discriminator("tiny").config}
     del disc["max_channels"]

@@ -57,13 +57,14 @@ def test_export_creates_the_folder_of_out_and_a_damaged_export_is_refused(tmp_pa
 
 
 def test_export_sets_the_gates_in_the_written_config(tmp_path):
-    """The gates have no weights: --middle-gate, --still-gate and --frame-gate set them in the
-    exported config, and one not given stays the checkpoint's."""
+    """The gates have no weights: --middle-gate, --still-gate, --frame-gate and --sharp-gate set
+    them in the exported config, and one not given stays the checkpoint's."""
     model = build_model("tiny")
     model.still_gate = 0.02
     source = tmp_path / "c.pt"
     ckpt.save_checkpoint({"model": model.state_dict(), "model_config": model.config, "T": 3}, source)
-    export.main([str(source), "--out", str(tmp_path / "w.pt"), "--middle-gate", "0.008", "--frame-gate", "0.004"])
+    export.main([str(source), "--out", str(tmp_path / "w.pt"), "--middle-gate", "0.008", "--frame-gate", "0.004",
+                 "--sharp-gate", "0.5"])
     loaded, _ = ckpt.load_model(tmp_path / "w.pt")
-    assert (loaded.middle_gate, loaded.still_gate, loaded.frame_gate) == (0.008, 0.02, 0.004)
+    assert (loaded.middle_gate, loaded.still_gate, loaded.frame_gate, loaded.sharp_gate) == (0.008, 0.02, 0.004, 0.5)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))

@@ -31,7 +31,7 @@ from b2v_rnn.models import (
 )
 from b2v_rnn.models import vgg as vgg_module
 from b2v_rnn.models.blocks import crop_to, dilation_schedule, fusion_points, pad_to_multiple
-from b2v_rnn.models.blur_to_video import FRAME_GATE_WINDOW
+from b2v_rnn.models.blur_to_video import FRAME_GATE_WINDOW, SHARPNESS_FLOOR, sharpness
 from b2v_rnn.models.recurrent_generator import RecurrentGenerator, warp
 from model_helpers import randomize_output_layers
 
@@ -550,6 +550,50 @@ def test_with_the_middle_and_frame_gates_a_sharp_input_comes_back_unchanged_with
     assert model.still_gate == 0 and torch.equal(frames, y[:, None].expand_as(frames))
 
 
+def edge_image(width: int, size: int = 24, low: float = 0.2, high: float = 0.8) -> torch.Tensor:
+    """(1, 3, size, size): a vertical edge from low (columns up to 11) to high in ``width`` equal
+    steps (1: a step edge between columns 11 and 12)."""
+    steps = (torch.arange(size, dtype=torch.float32) - 11).clamp(0, width) / width
+    return (low + (high - low) * steps).expand(1, 3, size, size).clone()
+
+
+@pytest.mark.parametrize("width", [1, 2, 4])
+def test_sharpness_is_one_at_a_step_edge_one_over_its_width_at_a_blurred_one_and_zero_where_flat(width):
+    y = edge_image(width)
+    s = sharpness(y)[0, 0]
+    whole_edge = 11 + (width + 1) // 2  # the column whose 5x5 window spans the whole edge
+    expected = (0.6 / width) / (0.6 + SHARPNESS_FLOOR)
+    assert torch.allclose(s[:, whole_edge], torch.full((24,), expected), atol=1e-5), (s[0, whole_edge], expected)
+    assert torch.equal(s[:, :8], torch.zeros(24, 8))  # flat: far from the edge
+    assert torch.equal(sharpness(y.transpose(-1, -2))[0, 0], s.T)  # either direction
+    torch.manual_seed(0)
+    noisy = 0.5 + torch.rand(1, 1, 24, 24).expand(1, 3, 24, 24) * (2 / 255)
+    # at most the noise over the floor (a step next to the window counts, its range not): 0.5
+    assert sharpness(noisy).amax() < 0.5 * (1 - 1e-6)
+
+
+def test_the_sharp_gate_drops_corrections_at_sharp_edges_whatever_their_size_and_keeps_them_elsewhere():
+    """The correction (far above the middle gate) is dropped exactly next to a step edge, kept
+    whole on flat areas, and kept nearly whole at an edge blurred over 16 pixels."""
+    y = torch.cat([edge_image(1), edge_image(16)], dim=-1)  # (1, 3, 24, 48): a step, then a ramp from column 35
+    model = build_model("tiny")
+    model.middle_gate, model.sharp_gate = 0.01, 0.5
+    correction = torch.full_like(y, 0.2)
+    model.middle = FixedCorrection(correction)
+
+    def kept():
+        return (model.middle_frame(y) - y) / correction
+
+    near_step, flat, ramp = (..., slice(9, 14)), (..., slice(0, 8)), (..., slice(37, 46))
+    assert torch.equal(kept()[near_step], torch.zeros(1, 3, 24, 5))  # within 2 px of the step
+    assert torch.equal(kept()[flat], torch.ones(1, 3, 24, 8))
+    assert kept()[ramp].amin() > 0.8
+    model.sharp_gate = 0.0
+    assert torch.allclose(model.middle_frame(y), y + correction)
+    model.sharp_gate = 0.1  # below the ramp's width: a flat area still keeps its whole correction
+    assert torch.equal(kept()[flat], torch.ones(1, 3, 24, 8)) and torch.equal(kept()[near_step], torch.zeros(1, 3, 24, 5))
+
+
 def test_the_middle_gate_reaches_training():
     """The training step computes x̂[m] through the gate (what the loss sees is what predict gives)."""
     from b2v_rnn.training.step import TeacherForced
@@ -557,5 +601,8 @@ def test_the_middle_gate_reaches_training():
     model = build_model("tiny")
     model.middle_gate = 10.0  # drops every correction
     y, x = torch.rand(1, 3, 20, 20), torch.rand(1, 3, 3, 20, 20)
+    middle, _ = TeacherForced(model, "finetune")(y, x)
+    assert torch.equal(middle, y)
+    model.middle_gate, model.sharp_gate = 0.0, 1e-6  # the sharp gate too: every pixel of a random y is sharper
     middle, _ = TeacherForced(model, "finetune")(y, x)
     assert torch.equal(middle, y)

@@ -322,22 +322,23 @@ def test_noise_std_reaches_the_training_set_only(data, tmp_path, monkeypatch, op
 
 def test_the_gates_come_with_the_init_checkpoint_unless_given(data, tmp_path):
     """The gates have no weights: --init brings the ones it was trained with, --still-gate,
-    --middle-gate and --frame-gate replace them, and the run's checkpoint keeps what it trained with."""
+    --middle-gate, --frame-gate and --sharp-gate replace them, and the run's checkpoint keeps what
+    it trained with."""
     from b2v_rnn.checkpoint import load_checkpoint, save_checkpoint
     from b2v_rnn.models import build_model
 
     earlier = tmp_path / "earlier.pt"
     old = build_model("tiny")
-    old.still_gate, old.middle_gate, old.frame_gate = 0.02, 0.01, 0.003
+    old.still_gate, old.middle_gate, old.frame_gate, old.sharp_gate = 0.02, 0.01, 0.003, 0.6
     save_checkpoint({"model": old.state_dict(), "model_config": old.config, "T": 3}, earlier)
     common = ("--max-steps", "1", "--val-every", "1", "--init", str(earlier))
     inherited = train.main(args(data, tmp_path / "a", *common))["model"]
-    assert (inherited.still_gate, inherited.middle_gate, inherited.frame_gate) == (0.02, 0.01, 0.003)
+    assert (inherited.still_gate, inherited.middle_gate, inherited.frame_gate, inherited.sharp_gate) == (0.02, 0.01, 0.003, 0.6)
     given = train.main(args(data, tmp_path / "b", *common, "--middle-gate", "0.005", "--still-gate", "0",
-                            "--frame-gate", "0.004"))["model"]
-    assert (given.still_gate, given.middle_gate, given.frame_gate) == (0.0, 0.005, 0.004)
+                            "--frame-gate", "0.004", "--sharp-gate", "0.5"))["model"]
+    assert (given.still_gate, given.middle_gate, given.frame_gate, given.sharp_gate) == (0.0, 0.005, 0.004, 0.5)
     saved = load_checkpoint(tmp_path / "b" / "checkpoint.pt")["model_config"]
-    assert (saved["still_gate"], saved["middle_gate"], saved["frame_gate"]) == (0.0, 0.005, 0.004)
+    assert (saved["still_gate"], saved["middle_gate"], saved["frame_gate"], saved["sharp_gate"]) == (0.0, 0.005, 0.004, 0.5)
 
 
 def test_init_partial_loads_the_trunk_under_a_new_head(data, tmp_path, capsys):

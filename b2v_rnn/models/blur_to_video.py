@@ -18,7 +18,7 @@ from .middle_net import MiddleConfig, MiddleNet
 from .recurrent_generator import GeneratorConfig, RecurrentGenerator
 
 
-GATES = ("still_gate", "middle_gate", "frame_gate")
+GATES = ("still_gate", "middle_gate", "frame_gate", "sharp_gate")
 """The model's weightless gates (attributes of :class:`BlurToVideo` and fields of its config)."""
 
 
@@ -44,6 +44,33 @@ def local_size(difference: Tensor, window: int = 5) -> Tensor:
     return F.max_pool2d(evidence, kernel_size=window, stride=1, padding=window // 2)
 
 
+SHARPNESS_WINDOW = 5
+"""Side of the neighbourhood over which `sharpness` compares y's steepest step to its range."""
+
+SHARPNESS_FLOOR = 4 / 255
+"""Added to a neighbourhood's range, so that noise and faint texture on a flat area (a few grey
+levels of range, each step as large) do not read as sharp edges."""
+
+SHARP_GATE_RAMP = 0.3
+"""Sharpness over which the sharp gate goes from keeping φm's correction to dropping it."""
+
+
+def sharpness(y: Tensor) -> Tensor:
+    """(B, 3, H, W) → (B, 1, H, W) in [0, 1): how sharp y's edges already are near each pixel,
+    the evidence the sharp gate reads: the steepest one-pixel step of y's grey (mean over colours)
+    within :data:`SHARPNESS_WINDOW` × :data:`SHARPNESS_WINDOW` over that window's range plus
+    :data:`SHARPNESS_FLOOR`. A step edge gives about 1, an edge blurred over w pixels about 1/w,
+    a flat area about 0. Motion blurs an edge across the motion and leaves one along it sharp, so
+    the steepest step in either direction is taken."""
+    grey = y.detach().float().mean(dim=1, keepdim=True)
+    across = F.pad((grey[..., :, 1:] - grey[..., :, :-1]).abs(), (0, 1))
+    down = F.pad((grey[..., 1:, :] - grey[..., :-1, :]).abs(), (0, 0, 0, 1))
+    window, pad = SHARPNESS_WINDOW, SHARPNESS_WINDOW // 2
+    steepest = F.max_pool2d(torch.maximum(across, down), window, stride=1, padding=pad)
+    span = F.max_pool2d(grey, window, stride=1, padding=pad) + F.max_pool2d(-grey, window, stride=1, padding=pad)
+    return steepest / (span + SHARPNESS_FLOOR)
+
+
 def drop_small(change: Tensor, tau: float, window: int = 5) -> Tensor:
     """``change`` (B, 3, H, W) where it is large, exactly 0 where it is small: scaled by
     clamp((local_size(change, window) − τ) / τ, 0, 1), 0 below τ, 1 from 2·τ up (the middle and
@@ -54,8 +81,8 @@ def drop_small(change: Tensor, tau: float, window: int = 5) -> Tensor:
 
 @dataclass(frozen=True, kw_only=True)
 class BlurToVideoConfig:
-    """The whole model: φm's and G's configs, the still gate τ, the middle gate τm and the frame
-    gate τf (each 0 = off; see :class:`BlurToVideo`).
+    """The whole model: φm's and G's configs, the still gate τ, the middle gate τm, the frame
+    gate τf and the sharp gate τs (each 0 = off; see :class:`BlurToVideo`).
     The defaults are the "paper" preset's. ``kind`` is fixed; it names the model in a checkpoint."""
 
     kind: str = field(default="BlurToVideo", init=False)
@@ -64,6 +91,7 @@ class BlurToVideoConfig:
     still_gate: float = 0.0
     middle_gate: float = 0.0
     frame_gate: float = 0.0
+    sharp_gate: float = 0.0
 
     def __post_init__(self) -> None:
         for name, cls in (("middle", MiddleConfig), ("generator", GeneratorConfig)):
@@ -78,7 +106,7 @@ class BlurToVideoConfig:
 class BlurToVideo(nn.Module):
     """Blurry image y (B, 3, H, W) → sharp frames x̂ (B, T, 3, H, W), for any odd T ≥ 3.
 
-    ``BlurToVideo(middle, generator, still_gate, middle_gate, frame_gate)``: each network given built (a :class:`MiddleNet`,
+    ``BlurToVideo(middle, generator, still_gate, middle_gate, frame_gate, sharp_gate)``: each network given built (a :class:`MiddleNet`,
     a :class:`RecurrentGenerator`) or as its config (None: the config's defaults, the "paper"
     preset's); :meth:`from_config` builds one from a :class:`BlurToVideoConfig`. ``architecture``
     is the model's config as it stands (the gates may be set later) and ``config`` its plain
@@ -116,6 +144,15 @@ class BlurToVideo(nn.Module):
     reads G's own change, not φm's, so it does not stop objects whose blur φm left alone. Applied
     after the still gate, inside the recurrence (the next step sees the gated frame). No weights.
 
+    Sharp gate (``sharp_gate`` = τs > 0; 0 turns it off): φm's correction is dropped where y's
+    edges are already sharp, whatever its size: a = clamp((τs − s) / min(τs, r), 0, 1) scales
+    it (r = :data:`SHARP_GATE_RAMP`), s = :func:`sharpness` (y) (1 at a step edge, 1/w at an edge blurred over w pixels). The
+    middle gate cannot tell a trained φm's over-sharpening of an almost sharp photo (edges changed
+    by 10-50 grey levels) from deblurring, both being large; how steep y's edges already are can:
+    deblurring makes blurred edges steep, and an edge that is steep in y has nothing to undo.
+    Applied after the middle gate. Soft content (out of focus, gradients) has soft edges with or
+    without blur, so it does not protect those. No weights.
+
     Clamping: frames are returned unclamped in training mode (a clamp would zero the gradient of
     every pixel outside [0,1]) and clamped to [0,1] in eval mode; ``clamp=`` overrides. Only the
     returned frames are clamped: the recurrence always feeds G the raw frames, as in training.
@@ -133,6 +170,7 @@ class BlurToVideo(nn.Module):
         still_gate: float = 0.0,
         middle_gate: float = 0.0,
         frame_gate: float = 0.0,
+        sharp_gate: float = 0.0,
     ) -> None:
         super().__init__()
         self.middle = middle if isinstance(middle, nn.Module) else MiddleNet(middle)
@@ -140,11 +178,13 @@ class BlurToVideo(nn.Module):
         self.still_gate = still_gate
         self.middle_gate = middle_gate
         self.frame_gate = frame_gate
+        self.sharp_gate = sharp_gate
         self.size_multiple = math.lcm(self.middle.factor, self.generator.factor)
 
     @classmethod
     def from_config(cls, config: BlurToVideoConfig) -> BlurToVideo:
-        return cls(config.middle, config.generator, config.still_gate, config.middle_gate, config.frame_gate)
+        return cls(config.middle, config.generator, config.still_gate, config.middle_gate, config.frame_gate,
+                   config.sharp_gate)
 
     @property
     def still_gate(self) -> float:
@@ -172,10 +212,18 @@ class BlurToVideo(nn.Module):
         self._frame_gate = checked_gate("frame_gate", value)
 
     @property
+    def sharp_gate(self) -> float:
+        return self._sharp_gate
+
+    @sharp_gate.setter
+    def sharp_gate(self, value: float) -> None:
+        self._sharp_gate = checked_gate("sharp_gate", value)
+
+    @property
     def architecture(self) -> BlurToVideoConfig:
         return BlurToVideoConfig(middle=self.middle.architecture, generator=self.generator.architecture,
                                  still_gate=self.still_gate, middle_gate=self.middle_gate,
-                                 frame_gate=self.frame_gate)
+                                 frame_gate=self.frame_gate, sharp_gate=self.sharp_gate)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -214,11 +262,18 @@ class BlurToVideo(nn.Module):
         return self._finish(crop_to(self._unroll(padded_y, padded_middle, T), size), clamp)
 
     def middle_frame(self, y: Tensor) -> Tensor:
-        """x̂[m]: φm's frame through the middle gate (see the class docstring); (B, 3, H, W)."""
+        """x̂[m]: φm's frame through the middle and sharp gates (see the class docstring); (B, 3, H, W)."""
         middle = self.middle(y)
-        if not self.middle_gate:
+        if not (self.middle_gate or self.sharp_gate):
             return middle
-        return y + drop_small(middle - y, self.middle_gate)
+        correction = middle - y
+        if self.middle_gate:
+            correction = drop_small(correction, self.middle_gate)
+        if self.sharp_gate:
+            ramp = min(self.sharp_gate, SHARP_GATE_RAMP)
+            kept = ((self.sharp_gate - sharpness(y)) / ramp).clamp(0.0, 1.0)
+            correction = kept.to(correction.dtype) * correction
+        return y + correction
 
     def motion_gate(self, y: Tensor, middle: Tensor) -> Tensor | None:
         """The still gate g (B, 1, H, W) in [0, 1] (see the class docstring), or None when off."""

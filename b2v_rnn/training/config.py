@@ -56,6 +56,7 @@ class TrainingConfig:
     noise_std: float
     middle_gate: float | None
     frame_gate: float | None
+    sharp_gate: float | None
     log_every: int
     save_every: int | None
     save_minutes: float

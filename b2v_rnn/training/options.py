@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-gate", type=float, metavar="TAU",
                    help="the model's frame gate (BlurToVideo.frame_gate: G's changes from the middle frame smaller "
                         "than TAU are dropped; 0 = off; default: the --init checkpoint's, else off)")
+    p.add_argument("--sharp-gate", type=float, metavar="TAU",
+                   help="the model's sharp gate (BlurToVideo.sharp_gate: phi_m's corrections are dropped where the "
+                        "input's edges are already sharper than TAU; 0 = off; default: the --init checkpoint's, else off)")
     p.add_argument("--log-every", type=int, help="log averaged training losses every N steps (default: the preset's)")
     p.add_argument("--save-every", type=int, help="also save checkpoint.pt every N steps")
     p.add_argument("--save-minutes", type=float, default=5.0,
@@ -292,6 +295,7 @@ def _validate(config: TrainingConfig) -> None:
     check_gate(config.still_gate, "--still-gate")
     check_gate(config.middle_gate, "--middle-gate")
     check_gate(config.frame_gate, "--frame-gate")
+    check_gate(config.sharp_gate, "--sharp-gate")
     if config.suite_photos is not None:
         try:
             PhotoFolder(config.suite_photos)
