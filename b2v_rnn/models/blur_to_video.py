@@ -103,6 +103,20 @@ class BlurToVideoConfig:
             object.__setattr__(self, name, checked_gate(name, getattr(self, name)))
 
 
+class Gate:
+    """A gate's τ on a :class:`BlurToVideo`, checked whenever it is set (training and the suite
+    set the gates after the model is built)."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, model, owner=None):
+        return self if model is None else getattr(model, self.slot)
+
+    def __set__(self, model, value: float) -> None:
+        setattr(model, self.slot, checked_gate(self.name, value))
+
+
 class BlurToVideo(nn.Module):
     """Blurry image y (B, 3, H, W) → sharp frames x̂ (B, T, 3, H, W), for any odd T ≥ 3.
 
@@ -163,6 +177,8 @@ class BlurToVideo(nn.Module):
     frames_per_call = {"middle": 1, "generator": 1}
     """Frames each call of a sub-network makes (a progress bar follows them)."""
 
+    still_gate, middle_gate, frame_gate, sharp_gate = Gate(), Gate(), Gate(), Gate()
+
     def __init__(
         self,
         middle: MiddleNet | MiddleConfig | None = None,
@@ -185,39 +201,6 @@ class BlurToVideo(nn.Module):
     def from_config(cls, config: BlurToVideoConfig) -> BlurToVideo:
         return cls(config.middle, config.generator, config.still_gate, config.middle_gate, config.frame_gate,
                    config.sharp_gate)
-
-    @property
-    def still_gate(self) -> float:
-        return self._still_gate
-
-    @still_gate.setter
-    def still_gate(self, value: float) -> None:
-        # Checked here: training and the suite set it after the model is built.
-        self._still_gate = checked_gate("still_gate", value)
-
-    @property
-    def middle_gate(self) -> float:
-        return self._middle_gate
-
-    @middle_gate.setter
-    def middle_gate(self, value: float) -> None:
-        self._middle_gate = checked_gate("middle_gate", value)
-
-    @property
-    def frame_gate(self) -> float:
-        return self._frame_gate
-
-    @frame_gate.setter
-    def frame_gate(self, value: float) -> None:
-        self._frame_gate = checked_gate("frame_gate", value)
-
-    @property
-    def sharp_gate(self) -> float:
-        return self._sharp_gate
-
-    @sharp_gate.setter
-    def sharp_gate(self, value: float) -> None:
-        self._sharp_gate = checked_gate("sharp_gate", value)
 
     @property
     def architecture(self) -> BlurToVideoConfig:
