@@ -2,8 +2,9 @@
 
     python -m data_tools.merge_hdf5 broad.h5 real_motion.h5 --out mix.h5
 
-Samples are copied in order, file after file; the blurry image of each is recomputed from
-its frames (as every converter does) and every sample gets its checksum. The files must
+Samples are copied in order, file after file, each with the blurry image its file stores
+(the frames' mean, or a camera's record of it: `b2v_rnn.data.camera`, which recomputing it
+from the frames would silently replace) and its checksum. The files must
 share T, frame size and gamma (averaging in linear light or not), else a one-line error
 names the file that differs. Still masks are kept when every input has them, else dropped
 (a mask for some samples only would say nothing about the rest). The output appears only
@@ -42,11 +43,11 @@ def merge(inputs: list[Path], out: Path, overwrite: bool = False, progress: bool
             with h5py.File(info.path, "r") as f:
                 for i in range(info.N):
                     try:
-                        sharp = f["sharp"][i]
+                        sharp, blurry = f["sharp"][i], f["blurry"][i]
                         still = f["still"][i] if keep_still else None
                     except (OSError, RuntimeError, KeyError) as e:  # a failed checksum, or damage
                         raise sample_error(info.path, i, e, info.checksummed) from None
-                    writer.append(sharp, still)
+                    writer.append(sharp, still, blurry)
     return sum(info.N for info in infos)
 
 

@@ -172,6 +172,19 @@ def test_a_mix_file_stores_each_sample_s_exact_still_mask_and_merging_keeps_it(t
         np.testing.assert_array_equal(m["still"][:], np.concatenate([still, still]))
 
 
+
+def test_merging_keeps_a_camera_recorded_blurry_image(tmp_path):
+    """A ``noisy`` sample's blurry image is a camera's record, not its frames' mean: a merge
+    that recomputed it would silently train on clean inputs instead."""
+    from data_tools.merge_hdf5 import merge
+
+    fam.generate_mix(tmp_path / "a.h5", 3, 3, 32, seed=4, mix={"noisy": 1.0}, progress=False)
+    merge([tmp_path / "a.h5"], tmp_path / "m.h5", progress=False)
+    with h5py.File(tmp_path / "a.h5") as f, h5py.File(tmp_path / "m.h5") as m:
+        recorded = f["blurry"][:]
+        assert not np.array_equal(recorded, np.stack([average_frames(s, fam.GAMMA) for s in f["sharp"][:]]))
+        np.testing.assert_array_equal(m["blurry"][:], recorded)
+
 def test_synthetic_presets_take_textures_from_a_photo_folder(tmp_path):
     photos = photo_folder(tmp_path)
     common = ["--n", "2", "--size", "32", "--textures", "photo", "--quiet"]
