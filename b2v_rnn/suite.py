@@ -26,6 +26,11 @@ judged against the clean truth). Per family it reports:
 `score` condenses them into the margin of the worst family against the suite's bars (sharp
 and still kept >= `KEPT_BAR` dB, gains >= 0), the figure checkpoints are chosen by.
 
+With --out, each family gets two figures: ``FAMILY.png``, its first three scenes (input, frames
+1, m and T, and |frame 1 − frame T|), and ``FAMILY_worst.png``, the three it harmed most (`harm`)
+with the middle frame's change from the input beside the true one: a correction where the truth
+has none is a hallucination, and the figure shows where.
+
 Frames are judged as `predict` writes them: clamped and rounded to 8 bits (`as_written`), as
 the inputs are. A float frame that differs from an 8-bit input by a tenth of a grey level is
 the input once saved, yet against a scene with no motion (whose blurry input equals its frames,
@@ -38,7 +43,7 @@ import contextlib
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -180,21 +185,44 @@ def as_written(frames: torch.Tensor) -> torch.Tensor:
     return (frames.float().clamp(0, 1) * 255).round() / 255
 
 
+def harm(figures: dict) -> float:
+    """How badly one scene went, for picking the worst to show (higher is worse): the middle
+    frame's loss against the blurry input, or on a sharp scene (which has no middle gain) the
+    worst frame's distance from the input it should have returned."""
+    return -figures["middle_gain"] if "middle_gain" in figures else -figures["worst_frame_vs_input"]
+
+
+@dataclass
+class Kept:
+    """Scenes kept for a family's figures: the first few, and the worst few by `harm`; each
+    (harm, blurry (3, H, W), pred (T, 3, H, W), sharp (T, 3, H, W))."""
+
+    first: list = field(default_factory=list)
+    worst: list = field(default_factory=list)
+
+    def add(self, keep: int, harm_: float, scene: Scene, pred: torch.Tensor) -> None:
+        entry = (harm_, scene.blurry, pred, scene.sharp)
+        if len(self.first) < keep:
+            self.first.append(entry)
+        self.worst = sorted([*self.worst, entry], key=lambda e: -e[0])[:keep]
+
+
 @torch.inference_mode()
 def run(extract: Extract, families: Sequence[str] = SUITE_FAMILIES, n: int = 16, T: int = 7, size: int = 128,
         seed: int = 0, photos: PhotoSource = EMBEDDED_HELD_OUT, progress: bool = True,
         keep: int = 0) -> tuple[dict, dict]:
-    """(report {family: summary}, kept {family: [(blurry, pred, sharp), ...]}) of `extract`."""
+    """(report {family: summary}, kept {family: Kept}) of `extract`; `keep` scenes per family
+    are kept for the figures, the first and the worst."""
     report, kept = {}, {}
     # leave=False and a with block: an error message is not glued to a half-drawn bar
     with tqdm(total=n * len(families), desc="suite", unit="scene", disable=not progress, leave=False) as bar:
         for family in families:
-            per_scene, kept[family] = [], []
+            per_scene, kept[family] = [], Kept()
             for scene in scenes(family, n, T, size, seed, photos):
                 pred = as_written(extract(scene.blurry[None])[0].cpu())
                 per_scene.append(scene_metrics(pred, scene))
-                if len(kept[family]) < keep:
-                    kept[family].append((scene.blurry, pred, scene.sharp))
+                if keep:
+                    kept[family].add(keep, harm(per_scene[-1]), scene, pred)
                 bar.update(1)
             report[family] = summarise(family, per_scene)
     return report, kept
@@ -229,10 +257,22 @@ def format_table(report: dict) -> str:
 def family_figure(kept: Sequence[tuple], path: Path) -> Path:
     """Rows of (input | frame 1 | middle | frame T | 4 x |frame 1 - frame T|) per kept scene."""
     rows = []
-    for blurry, pred, _ in kept:
+    for _, blurry, pred, _ in kept:
         m = pred.shape[0] // 2
         diff = (4 * (pred[0] - pred[-1]).abs()).clamp(0, 1)
         rows.append(torch.cat([blurry, pred[0], pred[m], pred[-1], diff], dim=-1))
+    return visualize.save_image(torch.cat(rows, dim=-2), path)
+
+
+def worst_figure(kept: Sequence[tuple], path: Path) -> Path:
+    """Rows of (input | predicted middle | true middle | 8 x |predicted - input| | 8 x |true -
+    input|) per kept scene, worst first: where the model changed what it should not have, the
+    fourth panel lights up where the fifth stays dark."""
+    rows = []
+    for _, blurry, pred, sharp in kept:
+        m = pred.shape[0] // 2
+        rows.append(torch.cat([blurry, pred[m], sharp[m], (8 * (pred[m] - blurry).abs()).clamp(0, 1),
+                               (8 * (sharp[m] - blurry).abs()).clamp(0, 1)], dim=-1))
     return visualize.save_image(torch.cat(rows, dim=-2), path)
 
 
@@ -255,13 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the model's frame gate (BlurToVideo.frame_gate; 0 = off), to probe it")
     p.add_argument("--sharp-gate", type=float, metavar="TAU",
                    help="override the model's sharp gate (BlurToVideo.sharp_gate; 0 = off), to probe it")
-    p.add_argument("--out", type=Path, help="folder for report.json, suite.txt and one figure per family")
+    p.add_argument("--out", type=Path,
+                   help="folder for report.json, suite.txt and two figures per family: FAMILY.png (its first three "
+                        "scenes) and FAMILY_worst.png (the three it harmed most, with what changed)")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --out")
     add_device_arguments(p, precision=True)
     return p
 
 
-SUITE_OUTPUTS = ("report.json", "suite.txt", *(f"{family}.png" for family in FAMILIES))
+SUITE_OUTPUTS = ("report.json", "suite.txt", *(f"{family}{kind}.png" for family in FAMILIES for kind in ("", "_worst")))
 
 
 def check_options(args, raw: Sequence[str]) -> tuple[list[str], PhotoSource]:
@@ -311,7 +353,8 @@ def write_outputs(out, report: dict, table: str, kept: dict, checkpoint: Path, p
                                                        "families": report}, indent=1))
         (stage / "suite.txt").write_text(table + "\n")
         for family, scenes_kept in kept.items():
-            family_figure(scenes_kept, stage / f"{family}.png")
+            family_figure(scenes_kept.first, stage / f"{family}.png")
+            worst_figure(scenes_kept.worst, stage / f"{family}_worst.png")
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -338,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(table)
         if out is not None:
             write_outputs(out, report, table, kept, path, photos)
-            print(f"wrote {args.out}/report.json, suite.txt and a figure per family")
+            print(f"wrote {args.out}/report.json, suite.txt and per family two figures: FAMILY.png, FAMILY_worst.png")
     return report
 
 

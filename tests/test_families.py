@@ -276,6 +276,34 @@ def test_blur_visible_counts_only_scenes_whose_input_shows_blur():
     assert suite.score(report) == min(suite.margin(s) for s in report.values())  # the score ignores it
 
 
+
+def test_the_worst_figure_shows_the_scenes_harmed_most(tmp_path):
+    """An answer that spoils a few chosen scenes: the suite keeps exactly those, worst first, for
+    FAMILY_worst.png, and `suite --out` writes both figures of every family."""
+    from PIL import Image
+
+    from b2v_rnn.checkpoint import save_checkpoint
+    from b2v_rnn.models import build_model
+
+    spoiled = {s.blurry.numpy().tobytes(): amount for s, amount in zip(suite.scenes("pan", 6, T, 64),
+                                                                      (0, 30, 0, 90, 60, 0))}
+
+    def spoil(y):
+        return (repeat_blurry(y) + spoiled[y[0].numpy().tobytes()] / 255).clamp(0, 1)
+
+    _, kept = suite.run(spoil, ("pan",), n=6, T=T, size=64, progress=False, keep=3)
+    assert [spoiled[blurry.numpy().tobytes()] for _, blurry, _, _ in kept["pan"].first] == [0, 30, 0]
+    worst = kept["pan"].worst
+    assert {spoiled[blurry.numpy().tobytes()] for _, blurry, _, _ in worst} == {90, 60, 30}
+    assert worst[0][0] >= worst[1][0] >= worst[2][0] > 0  # the most harmed first
+    model = build_model("tiny")
+    save_checkpoint({"model": model.state_dict(), "model_config": model.config, "T": T}, tmp_path / "tiny.pt")
+    suite.main(["--checkpoint", str(tmp_path / "tiny.pt"), "--families", "sharp,pan", "--n", "2", "--size", "40",
+                "--T", str(T), "--out", str(tmp_path / "out"), "--device", "cpu"])
+    for family in ("sharp", "pan"):
+        for name, height in ((f"{family}.png", 2 * 40), (f"{family}_worst.png", 2 * 40)):
+            assert Image.open(tmp_path / "out" / name).size == (5 * 40, height)
+
 def test_collect_photos_takes_a_wallpaper_once_and_follows_a_manifest(tmp_path):
     from data_tools.collect_photos import main as collect_main
 
