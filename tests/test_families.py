@@ -299,7 +299,7 @@ def test_the_worst_figure_shows_the_scenes_harmed_most(tmp_path):
     model = build_model("tiny")
     save_checkpoint({"model": model.state_dict(), "model_config": model.config, "T": T}, tmp_path / "tiny.pt")
     suite.main(["--checkpoint", str(tmp_path / "tiny.pt"), "--families", "sharp,pan", "--n", "2", "--size", "40",
-                "--T", str(T), "--out", str(tmp_path / "out"), "--device", "cpu"])
+                "--T", str(T), "--out", str(tmp_path / "out"), "--device", "cpu", "--precision", "fp32"])
     for family in ("sharp", "pan"):
         for name, height in ((f"{family}.png", 2 * 40), (f"{family}_worst.png", 2 * 40)):
             assert Image.open(tmp_path / "out" / name).size == (5 * 40, height)
