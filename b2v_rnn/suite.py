@@ -254,26 +254,28 @@ def format_table(report: dict) -> str:
     return "\n".join(lines + [f"score (worst family's margin): {score(report):+.2f} dB"])
 
 
+def _figure(kept: Sequence[tuple], panels: Callable, path: Path) -> Path:
+    """One row per kept (harm, blurry, pred, sharp) entry: ``panels(blurry, pred, sharp)`` side by side."""
+    rows = [torch.cat(panels(blurry, pred, sharp), dim=-1) for _, blurry, pred, sharp in kept]
+    return visualize.save_image(torch.cat(rows, dim=-2), path)
+
+
 def family_figure(kept: Sequence[tuple], path: Path) -> Path:
     """Rows of (input | frame 1 | middle | frame T | 4 x |frame 1 - frame T|) per kept scene."""
-    rows = []
-    for _, blurry, pred, _ in kept:
-        m = pred.shape[0] // 2
-        diff = (4 * (pred[0] - pred[-1]).abs()).clamp(0, 1)
-        rows.append(torch.cat([blurry, pred[0], pred[m], pred[-1], diff], dim=-1))
-    return visualize.save_image(torch.cat(rows, dim=-2), path)
+    def panels(blurry, pred, _):
+        return [blurry, pred[0], pred[pred.shape[0] // 2], pred[-1], (4 * (pred[0] - pred[-1]).abs()).clamp(0, 1)]
+    return _figure(kept, panels, path)
 
 
 def worst_figure(kept: Sequence[tuple], path: Path) -> Path:
     """Rows of (input | predicted middle | true middle | 8 x |predicted - input| | 8 x |true -
     input|) per kept scene, worst first: where the model changed what it should not have, the
     fourth panel lights up where the fifth stays dark."""
-    rows = []
-    for _, blurry, pred, sharp in kept:
+    def panels(blurry, pred, sharp):
         m = pred.shape[0] // 2
-        rows.append(torch.cat([blurry, pred[m], sharp[m], (8 * (pred[m] - blurry).abs()).clamp(0, 1),
-                               (8 * (sharp[m] - blurry).abs()).clamp(0, 1)], dim=-1))
-    return visualize.save_image(torch.cat(rows, dim=-2), path)
+        return [blurry, pred[m], sharp[m], (8 * (pred[m] - blurry).abs()).clamp(0, 1),
+                (8 * (sharp[m] - blurry).abs()).clamp(0, 1)]
+    return _figure(kept, panels, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -303,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-SUITE_OUTPUTS = ("report.json", "suite.txt", *(f"{family}{kind}.png" for family in FAMILIES for kind in ("", "_worst")))
+SUITE_OUTPUTS = ("report.json", "suite.txt",
+                 *(f"{family}{kind}.png" for family in FAMILIES for kind in ("", "_worst")))
 
 
 def check_options(args, raw: Sequence[str]) -> tuple[list[str], PhotoSource]:
@@ -381,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(table)
         if out is not None:
             write_outputs(out, report, table, kept, path, photos)
-            print(f"wrote {args.out}/report.json, suite.txt and per family two figures: FAMILY.png, FAMILY_worst.png")
+            print(f"wrote {args.out}/report.json, suite.txt and per family FAMILY.png and FAMILY_worst.png")
     return report
 
 
