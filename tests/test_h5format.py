@@ -195,6 +195,29 @@ def test_each_augmentation_switch(h5file):
     assert len(perms) > 1 and ks == {0, 2} and flips == {True, False}
 
 
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_noise_share_leaves_the_rest_of_the_samples_clean(h5file, share):
+    """--noise-share: a sample's y is either exactly the stored one or noisy all over, and about
+    the share of them are noisy (none at 0)."""
+    path, _ = h5file
+    plain = BlurSequenceDataset(path, augment=False)
+    noisy = 0
+    for epoch in range(8):
+        ds = BlurSequenceDataset(path, augment=Augment(**{**vars(NO_AUGMENT), "noise_std": 0.01,
+                                                          "noise_share": share}), seed=epoch)
+        for i in range(len(plain)):
+            change = ds[i]["blurry"] - plain[i]["blurry"]
+            assert torch.equal(change, torch.zeros_like(change)) or (change != 0).float().mean() > 0.9
+            noisy += bool(change.abs().max() > 0)
+    total = 8 * len(plain)
+    assert noisy == 0 if share == 0 else 0.25 * total <= noisy <= 0.75 * total
+
+
+def test_a_noise_share_outside_0_1_is_refused():
+    with pytest.raises(UserError, match="noise_share"):
+        Augment(noise_share=1.5)
+
+
 def test_rotation_by_90_on_square_crops(h5file):
     path, _ = h5file
     ds = BlurSequenceDataset(path, crop=16, augment=Augment(crop=False, channel_shuffle=False, flip=False,

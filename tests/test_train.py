@@ -265,6 +265,14 @@ def test_resident_batches_resume_exactly_and_keep_y_the_mean_of_x(data, tmp_path
         assert (batch["blurry"] - batch["sharp"].mean(1)).abs().max() <= 0.5 / 255 + 1e-6
     assert not torch.equal(first[0]["sharp"], first[1]["sharp"])
 
+    # --noise-share: the resident path too leaves the other samples' y exactly clean
+    shared = BlurSequenceDataset(data / "train.h5", crop=20, augment=Augment(noise_share=0.5), T=3, seed=0)
+    stream = ResidentBatches(shared, 8, seed=1, ctx=ctx, start_step=0, device=torch.device("cpu"))
+    clean = ResidentBatches(dataset, 8, seed=1, ctx=ctx, start_step=0, device=torch.device("cpu"))
+    changed = torch.cat([(next(stream)["blurry"] - next(clean)["blurry"]).flatten(1) for _ in range(4)])
+    noisy = (changed != 0).float().mean(dim=1)
+    assert ((noisy == 0) | (noisy > 0.9)).all() and 8 <= int((noisy > 0.9).sum()) <= 24
+
     common = ("--loader", "resident", "--val-every", "2", "--decay-steps", "4")
     whole = train.main(args(data, tmp_path / "whole", "--max-steps", "4", *common))
     train.main(args(data, tmp_path / "split", "--max-steps", "2", *common))
@@ -303,21 +311,23 @@ def test_init_takes_the_networks_that_fit(data, tmp_path, capsys):
     torch.testing.assert_close(params(result["model"].middle), params(old.middle), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("option, expected", [((), 0.01), (("--noise-std", "0"), 0.0)])
+@pytest.mark.parametrize("option, expected", [((), (0.01, 1.0)), (("--noise-std", "0"), (0.0, 1.0)),
+                                              (("--noise-share", "0.25"), (0.01, 0.25))])
 def test_noise_std_reaches_the_training_set_only(data, tmp_path, monkeypatch, option, expected):
-    """--noise-std sets the noise added to training y (default the paper's 1 %); validation has none."""
+    """--noise-std sets the noise added to training y (default the paper's 1 %) and --noise-share
+    the share of samples that get it (default all); validation has none."""
     from b2v_rnn.training import batches
 
     opened, real = {}, batches.open_dataset
 
     def spy(path, split, T, crop, augment, *rest, **options):
         dataset = real(path, split, T, crop, augment, *rest, **options)
-        opened[split] = dataset.augment.noise_std
+        opened[split] = (dataset.augment.noise_std, dataset.augment.noise_share)
         return dataset
 
     monkeypatch.setattr(batches, "open_dataset", spy)
     train.main(args(data, tmp_path / "run", "--max-steps", "1", "--val-every", "1", *option))
-    assert opened == {"train": expected, "val": 0.0}
+    assert opened == {"train": expected, "val": (0.0, 1.0)}
 
 
 def test_the_gates_come_with_the_init_checkpoint_unless_given(data, tmp_path):

@@ -20,7 +20,9 @@ class Augment:
     permutation for y and all frames. rotate: multiples of 90° (only 0°/180° when the
     crop is not square, so batch shapes stay fixed). flip: horizontal flip (with rotate,
     all 8 symmetries of the square). noise_std: Gaussian noise std added to y only
-    (0.01 = the paper's 1%; 0 = off).
+    (0.01 = the paper's 1%; 0 = off). noise_share: the share of samples that get it (1 = every
+    one, as the paper; below 1 the rest keep a clean y, so the networks also see inputs on which
+    "change nothing" is right where nothing is blurred).
     """
 
     crop: bool = True
@@ -28,10 +30,18 @@ class Augment:
     rotate: bool = True
     flip: bool = True
     noise_std: float = 0.01
+    noise_share: float = 1.0
 
     def __post_init__(self):
         if not self.noise_std >= 0:
             raise UserError(f"noise_std must be >= 0, got {self.noise_std!r}")
+        if not 0 <= self.noise_share <= 1:
+            raise UserError(f"noise_share must be between 0 and 1, got {self.noise_share!r}")
+
+    @property
+    def noisy(self) -> bool:
+        """Whether any sample gets noise."""
+        return self.noise_std > 0 and self.noise_share > 0
 
 
 NO_AUGMENT = Augment(crop=False, channel_shuffle=False, rotate=False, flip=False, noise_std=0.0)
@@ -63,7 +73,8 @@ def apply(blurry: torch.Tensor, sharp: torch.Tensor, aug: Augment,
             blurry, sharp = torch.rot90(blurry, k, (-2, -1)), torch.rot90(sharp, k, (-2, -1))
     if aug.flip and bool(torch.randint(2, (1,), generator=gen)):
         blurry, sharp = blurry.flip(-1), sharp.flip(-1)
-    if aug.noise_std > 0:
+    # a share of 1 draws nothing for the choice, so such runs keep the random stream they had
+    if aug.noisy and (aug.noise_share >= 1 or float(torch.rand(1, generator=gen)) < aug.noise_share):
         noise = torch.randn(blurry.shape, generator=gen) * aug.noise_std
         blurry = (blurry + noise).clamp_(0.0, 1.0)
     return blurry.contiguous(), sharp.contiguous()

@@ -54,6 +54,7 @@ class TrainingConfig:
     suite_photos: Path | None
     still_gate: float | None
     noise_std: float
+    noise_share: float
     middle_gate: float | None
     frame_gate: float | None
     sharp_gate: float | None

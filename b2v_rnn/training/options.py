@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="std of the Gaussian noise added to each training y (the paper's 1%%; 0 = off). Noise in y "
                         "but not in its sharp frames teaches the networks to denoise, so they also change a clean "
                         "sharp photograph")
+    p.add_argument("--noise-share", type=float, default=1.0, metavar="P",
+                   help="share of training samples whose y gets --noise-std's noise (default 1: every one); the "
+                        "rest keep a clean y, on which a sharp photograph's right answer is itself")
     p.add_argument("--middle-gate", type=float, metavar="TAU",
                    help="the model's middle gate (BlurToVideo.middle_gate: phi_m's corrections smaller than TAU "
                         "are dropped; 0 = off; default: the --init checkpoint's, else off)")
@@ -292,6 +295,8 @@ def _validate(config: TrainingConfig) -> None:
         raise UserError(f"--suite-scenes {config.suite_scenes}: must be >= 1")
     if not (math.isfinite(config.noise_std) and 0 <= config.noise_std <= 0.5):
         raise UserError(f"--noise-std {config.noise_std}: must be between 0 and 0.5")
+    if not (math.isfinite(config.noise_share) and 0 <= config.noise_share <= 1):
+        raise UserError(f"--noise-share {config.noise_share}: must be between 0 and 1")
     check_gate(config.still_gate, "--still-gate")
     check_gate(config.middle_gate, "--middle-gate")
     check_gate(config.frame_gate, "--frame-gate")
