@@ -327,3 +327,91 @@ def test_collect_photos_takes_a_wallpaper_once_and_follows_a_manifest(tmp_path):
     manifest.write_text("split\tname\tdebian_package\tpath_in_package\ntrain\tx.jpg\tother\ta.png\n")
     with pytest.raises(UserError, match="line 2: package 'other'"):
         collect_main([str(package), "--out", str(tmp_path / "bad"), "--manifest", str(manifest)])
+
+
+def qt_bundle(files: dict[str, bytes], compressed: set[str] = frozenset()) -> bytes:
+    """A Qt resource bundle (format version 2) holding `files` ({"folder/name.ext": bytes}) in one
+    folder level, laid out as Qt's rcc writes it (data_tools/qt_resources.py describes it)."""
+    import struct
+    import zlib
+
+    folders = sorted({path.split("/")[0] for path in files})
+    names, data = bytearray(), bytearray()
+
+    def name(text: str) -> int:
+        offset = len(names)
+        names.extend(struct.pack(">HI", len(text), 0) + text.encode("utf-16-be"))
+        return offset
+
+    nodes = [struct.pack(">IHII", 0, 2, len(folders), 1) + bytes(8)]  # the root directory
+    members = [[p for p in sorted(files) if p.split("/")[0] == f] for f in folders]
+    first = 1 + len(folders)
+    for folder, inside in zip(folders, members):
+        nodes.append(struct.pack(">IHII", name(folder), 2, len(inside), first) + bytes(8))
+        first += len(inside)
+    for inside in members:
+        for path in inside:
+            payload = files[path]
+            if path in compressed:
+                payload = struct.pack(">I", len(payload)) + zlib.compress(payload)
+            offset = len(data)
+            data.extend(struct.pack(">I", len(payload)) + payload)
+            nodes.append(struct.pack(">IHHHI", name(path.split("/")[1]), int(path in compressed), 0, 0, offset)
+                         + bytes(8))
+    tree = b"".join(nodes)
+    header = 20
+    return (b"qres" + struct.pack(">IIII", 2, header, header + len(tree), header + len(tree) + len(data))
+            + tree + bytes(data) + bytes(names))
+
+
+def test_collect_photos_reads_the_photographs_inside_qt_bundles_and_skips_cut_outs(tmp_path, capsys):
+    """A .rcc bundle is searched like a folder (zlib-compressed members too); a damaged one is
+    skipped with a note naming it; a cut-out (transparent around an object) is no photograph,
+    unless a manifest lists it."""
+    import io
+
+    from data_tools.collect_photos import main as collect_main
+    from data_tools.qt_resources import BadBundle, read_bundle
+
+    rng = np.random.default_rng(2)
+
+    def encoded(array: np.ndarray, fmt: str) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format=fmt)
+        return buffer.getvalue()
+
+    def photo() -> np.ndarray:  # smooth, so that JPEG keeps it to a few grey levels
+        coarse = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+        return np.asarray(coarse.resize((320, 300), Image.BICUBIC))
+
+    fox, owl = photo(), photo()
+    package = tmp_path / "pkgs" / "edu-data"
+    (package / "rcc").mkdir(parents=True)
+    (package / "rcc" / "animals.rcc").write_bytes(qt_bundle(
+        {"img/fox.png": encoded(fox, "PNG"), "img/owl.png": encoded(owl, "PNG"), "img/notes.txt": b"not a photo"},
+        compressed={"img/owl.png"}))
+    (package / "rcc" / "broken.rcc").write_bytes(b"qres" + bytes(30))
+    cut_out = np.dstack([fox, np.where(np.arange(320) < 160, 255, 0).astype(np.uint8)[None].repeat(300, 0)])
+    Image.fromarray(cut_out, "RGBA").save(package / "sticker.png")
+
+    collect_main([str(package), "--out", str(tmp_path / "all")])
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["edu-data__animals_fox.jpg",
+                                                                    "edu-data__animals_owl.jpg"]
+    said = capsys.readouterr()
+    assert "skipped" in said.out + said.err and "broken.rcc" in said.out + said.err
+    for name, truth in (("fox", fox), ("owl", owl)):  # JPEG of the member itself
+        written = np.asarray(Image.open(tmp_path / "all" / f"edu-data__animals_{name}.jpg"), dtype=float)
+        assert np.abs(written - truth).mean() < 3
+    with pytest.raises(BadBundle, match="broken.rcc"):
+        read_bundle(package / "rcc" / "broken.rcc")
+
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text("split\tname\tdebian_package\tpath_in_package\n"
+                        "train\towl.jpg\tedu-data\trcc/animals.rcc/img/owl.png\n"
+                        "train\tsticker.jpg\tedu-data\tsticker.png\n")
+    collect_main([str(package), "--out", str(tmp_path / "listed"), "--manifest", str(manifest)])
+    assert sorted(p.name for p in (tmp_path / "listed").iterdir()) == ["owl.jpg", "sticker.jpg"]
+    manifest.write_text("split\tname\tdebian_package\tpath_in_package\n"
+                        "train\tx.jpg\tedu-data\trcc/animals.rcc/img/cat.png\n")
+    with pytest.raises(UserError, match="cat.png does not exist"):
+        collect_main([str(package), "--out", str(tmp_path / "bad"), "--manifest", str(manifest)])
