@@ -331,6 +331,8 @@ PROBES = [
     ("train", "number", "--frame-gate nan", "--frame-gate nan"),
     ("train", "number", "--sharp-gate inf", "--sharp-gate inf"),
     ("train", "number", "--noise-std -0.1", "--noise-std -0.1"),
+    ("train", "number", "--noise-share 1.5", "--noise-share 1.5"),
+    ("train", "number", "--noise-share nan", "--noise-share nan"),
     ("train", "missing", "--suite-photos {missing}", "--suite-photos"),
     ("train", "folder-as-file", "--suite-photos {text}", "--suite-photos"),
     ("train", "bad-value", "--device tpu", "--device"),
