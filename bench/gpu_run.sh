@@ -15,7 +15,12 @@
 # and details/ (or $B2V_GPU_DETAILS) with the same files unpacked, the generated data and the full
 # checkpoints. On a lease whose transfer counts files, point B2V_GPU_DETAILS outside OUTDIR.
 # Knobs (environment): B2V_GPU_PRESET (small), B2V_GPU_BATCH (64), B2V_GPU_CROP (80), B2V_GPU_CLIPS
-# (2048 training clips), B2V_GPU_SCENES (real_motion), B2V_GPU_SIZE (96 px), B2V_GPU_BENCH (pytest -k filter).
+# (2048 training clips), B2V_GPU_SCENES (real_motion), B2V_GPU_SIZE (96 px), B2V_GPU_BENCH (pytest -k filter),
+# B2V_GPU_PHOTOS (a folder of photographs: the training clips are then the scene families of
+# b2v_rnn/data/families.py in their training mix, drawn from it, instead of B2V_GPU_SCENES),
+# B2V_GPU_INIT (a checkpoint to start from, e.g. b2v_rnn/weights/default.pt), B2V_GPU_TRAIN_ARGS and
+# B2V_GPU_SUITE_ARGS (more options for train and for the suite, e.g. "--photos photos/heldout_natural
+# --middle-gate 0.008 --frame-gate 0.002"). The last stage judges the weights on the do-no-harm suite.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,20 +38,29 @@ if [ "$dry" = 1 ]; then
     device=cpu; preset=tiny; batch=4; crop=40; clips=24; size=48; scenes=broad
     bench_filter=${B2V_GPU_BENCH:-"tiny-b4 and fp32"}; test_files="tests/test_ops_dispatch.py"
     test_filter="cuda_default or reachable"; bench_files="bench/bench_train.py"; bench_mode="--benchmark-only"
-    heldout_clips=8; heldout_size=48
+    heldout_clips=8; heldout_size=48; suite_scenes="--n 1 --size 40"
 else
     device=cuda; preset=${B2V_GPU_PRESET:-small}; batch=${B2V_GPU_BATCH:-64}; crop=${B2V_GPU_CROP:-80}
     clips=${B2V_GPU_CLIPS:-2048}; size=${B2V_GPU_SIZE:-96}; scenes=${B2V_GPU_SCENES:-real_motion}
     bench_filter=${B2V_GPU_BENCH:-"(720x1280 and not float32) or cuda_default or small-b64 or (paper-b24 and bf16) or (preact and 720x1280 and bfloat16)"}
     test_files="tests/test_ops_cuda.py tests/test_ops_dispatch.py"; test_filter=""
     bench_files="bench/bench_model.py bench/bench_train.py bench/bench_ops_cuda.py"; bench_mode="--benchmark-only"
-    heldout_clips=64; heldout_size=96
+    heldout_clips=64; heldout_size=96; suite_scenes="--n 16"
 fi
+photos=${B2V_GPU_PHOTOS:-}
+if [ -n "$photos" ]; then
+    scene_args="--mix default --photos $photos"  # the scene families, from these photographs
+else
+    scene_args="--preset $scenes"
+fi
+init_args=""
+[ -n "${B2V_GPU_INIT:-}" ] && init_args="--init $B2V_GPU_INIT --stage finetune"
 
 {
     echo "# b2v_rnn GPU run"
     echo
     echo "started $(date -u +%FT%TZ), training budget $minutes min, device $device, preset $preset, batch $batch, crop $crop"
+    echo "training clips: $clips, ${scene_args}${B2V_GPU_INIT:+, starting from $B2V_GPU_INIT}"
     echo
     echo "| stage | status | seconds |"
     echo "|---|---|---:|"
@@ -79,9 +93,9 @@ mkdir -p "$data"
 export B2V_DATA_DIR="$data/cache"
 (
     timeout 600 $python -m data_tools.synthetic --out "$data/train.h5" --n "$clips" --T 7 --size "$size" --seed 20 \
-        --preset "$scenes" --quiet --overwrite && \
+        $scene_args --quiet --overwrite && \
     timeout 300 $python -m data_tools.synthetic --out "$data/val.h5" --n 32 --T 7 --size "$size" --seed 21 \
-        --preset "$scenes" --quiet --overwrite && \
+        $scene_args --quiet --overwrite && \
     timeout 300 $python -m data_tools.synthetic --out "$data/test_heldout.h5" --n "$heldout_clips" --T 7 \
         --size "$heldout_size" --seed 12 \
         --preset held_out --quiet --overwrite
@@ -113,7 +127,8 @@ run="$details/run"
 train_limit=$(awk -v m="$minutes" 'BEGIN { printf "%d", m * 60 + 180 }')
 stage train "$train_limit" $python -m b2v_rnn.train --T 7 --preset "$preset" --device "$device" --amp \
     --train "$data/train.h5" --val "$data/val.h5" --batch-size "$batch" --crop "$crop" --minutes "$minutes" \
-    --val-every 1000000 --log-every 50 --save-minutes 2 --val-samples 0 --out "$run" --overwrite --no-progress
+    --val-every 1000000 --log-every 50 --save-minutes 2 --val-samples 0 --out "$run" --overwrite --no-progress \
+    $init_args ${B2V_GPU_TRAIN_ARGS:-}
 
 # 7. evaluate the last weights on the held-out split, 8. export them
 checkpoint="$run/checkpoint.pt"
@@ -121,7 +136,11 @@ stage evaluate 300 $python -m b2v_rnn.evaluate --checkpoint "$checkpoint" --data
     --out "$details/eval" --device "$device" --overwrite
 stage export 60 $python -m b2v_rnn.export "$checkpoint" --out "$out/weights.pt" --overwrite
 
-# 9. pack
+# 9. the do-no-harm suite (docs/design.md §7.8): families and photographs training never saw
+stage suite 600 $python -m b2v_rnn.suite --checkpoint "$out/weights.pt" $suite_scenes --device "$device" \
+    --out "$details/suite" --overwrite ${B2V_GPU_SUITE_ARGS:-}
+
+# 10. pack
 {
     echo
     echo "total $(( $(date +%s) - start_all )) s"
@@ -134,6 +153,11 @@ stage export 60 $python -m b2v_rnn.export "$checkpoint" --out "$out/weights.pt" 
     echo "## held-out evaluation"
     echo '```'
     tr '\r' '\n' < "$logs/evaluate.log" 2>/dev/null | grep -v '%|' | tail -n 20
+    echo '```'
+    echo
+    echo "## do-no-harm suite"
+    echo '```'
+    cat "$details/suite/suite.txt" 2>/dev/null || tail -n 5 "$logs/suite.log"
     echo '```'
 } >> "$summary"
 cp "$summary" "$details/summary.md"
