@@ -68,3 +68,30 @@ def test_export_sets_the_gates_in_the_written_config(tmp_path):
     loaded, _ = ckpt.load_model(tmp_path / "w.pt")
     assert (loaded.middle_gate, loaded.still_gate, loaded.frame_gate, loaded.sharp_gate) == (0.008, 0.02, 0.004, 0.5)
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_generator_from_takes_g_of_another_checkpoint_and_refuses_another_architecture(tmp_path):
+    """φm of one run with G of another: the exported model is exactly that pair, the file says
+    where G came from, and a G of a different architecture is refused by name."""
+    torch.manual_seed(1)
+    first, second = (randomize_output_layers(build_model("tiny")) for _ in range(2))
+    for model, name in ((first, "a.pt"), (second, "b.pt")):
+        ckpt.save_checkpoint({"model": model.state_dict(), "model_config": model.config, "T": 7, "step": 5},
+                             tmp_path / name)
+    a, b = str(tmp_path / "a.pt"), str(tmp_path / "b.pt")
+    export.main([a, "--generator-from", b, "--out", str(tmp_path / "w.pt")])
+    loaded, state = ckpt.load_model(tmp_path / "w.pt")
+    for network, source in (("middle", first), ("generator", second)):
+        for key, value in getattr(loaded, network).state_dict().items():
+            assert torch.equal(value, getattr(source, network).state_dict()[key]), (network, key)
+    assert not all(torch.equal(a, b) for a, b in zip(first.generator.parameters(), second.generator.parameters()))
+    assert state["generator_from"]["path"] == b and state["generator_from"]["step"] == 5
+    assert state["generator_from"]["sha256"] == ckpt.sha256_of(tmp_path / "b.pt")
+
+    other = build_model("small")
+    ckpt.save_checkpoint({"model": other.state_dict(), "model_config": other.config, "T": 7}, tmp_path / "c.pt")
+    with pytest.raises(UserError, match="its G differs from .*a.pt's in .*num_blocks"):
+        export.main([a, "--generator-from", str(tmp_path / "c.pt"), "--out", str(tmp_path / "x.pt")])
+    with pytest.raises(UserError, match="--generator-from: .*no such checkpoint"):
+        export.main([a, "--generator-from", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.pt")])
+    assert not (tmp_path / "x.pt").exists()
