@@ -89,6 +89,7 @@ def open_photo(path: Path) -> Image.Image:
 
 
 def photo_exists(path: Path) -> bool:
+    """Whether `path`, a file or a bundle's member, is there (a manifest row's check)."""
     inside = bundle_of(path)
     return path.is_file() if inside is None else inside[1] in read_bundle(inside[0])
 

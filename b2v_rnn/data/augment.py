@@ -73,8 +73,18 @@ def apply(blurry: torch.Tensor, sharp: torch.Tensor, aug: Augment,
             blurry, sharp = torch.rot90(blurry, k, (-2, -1)), torch.rot90(sharp, k, (-2, -1))
     if aug.flip and bool(torch.randint(2, (1,), generator=gen)):
         blurry, sharp = blurry.flip(-1), sharp.flip(-1)
-    # a share of 1 draws nothing for the choice, so such runs keep the random stream they had
-    if aug.noisy and (aug.noise_share >= 1 or float(torch.rand(1, generator=gen)) < aug.noise_share):
-        noise = torch.randn(blurry.shape, generator=gen) * aug.noise_std
-        blurry = (blurry + noise).clamp_(0.0, 1.0)
-    return blurry.contiguous(), sharp.contiguous()
+    return add_noise(blurry, aug, gen).contiguous(), sharp.contiguous()
+
+
+def add_noise(blurry: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
+    """y (3, h, w) or a batch of them (B, 3, h, w) with `aug`'s Gaussian noise on a share
+    `aug.noise_share` of its samples, clamped to [0, 1]; y itself when `aug` adds none. The
+    single-sample and the resident-batch paths both add it here."""
+    if not aug.noisy:
+        return blurry
+    samples = blurry if blurry.dim() == 4 else blurry[None]
+    noise = torch.randn(samples.shape, generator=gen, device=samples.device) * aug.noise_std
+    if aug.noise_share < 1:  # a share of 1 draws nothing more: such runs keep their random stream
+        chosen = torch.rand(samples.shape[0], generator=gen, device=samples.device) < aug.noise_share
+        noise *= chosen.view(-1, 1, 1, 1)
+    return (samples + noise).clamp_(0.0, 1.0).view_as(blurry)

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from .. import distributed
-from ..data.augment import Augment
+from ..data.augment import Augment, add_noise
 from ..errors import UserError
 from .signals import leave_stop_signals_to_main
 
@@ -208,10 +208,4 @@ def augmented_batch(blurry_u8, sharp_u8, indices, crop, aug: Augment, gen: torch
         sharp.append(x)
     blurry = torch.stack(blurry).permute(0, 3, 1, 2).float().div_(255.0)
     sharp = torch.stack(sharp).permute(0, 1, 4, 2, 3).float().div_(255.0)
-    if aug.noisy:
-        noise = torch.randn(blurry.shape, generator=noise_gen, device=blurry.device) * aug.noise_std
-        if aug.noise_share < 1:  # a share of 1 draws nothing more: such runs keep their random stream
-            chosen = torch.rand(batch, generator=noise_gen, device=blurry.device) < aug.noise_share
-            noise *= chosen.view(batch, 1, 1, 1)
-        blurry = (blurry + noise).clamp_(0.0, 1.0)
-    return {"blurry": blurry.contiguous(), "sharp": sharp.contiguous()}
+    return {"blurry": add_noise(blurry, aug, noise_gen).contiguous(), "sharp": sharp.contiguous()}

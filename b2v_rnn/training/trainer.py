@@ -106,8 +106,7 @@ class Trainer:
         """(training set, validation set); a preset's crop shrinks to fit the training frames."""
         train_set = batch_sources.open_dataset(config.train, "train", config.T, config.crop,
                                                Augment(noise_std=config.noise_std, noise_share=config.noise_share),
-                                               config.seed,
-                                               self.ctx, log=self.log if config.fit_crop else None)
+                                               config.seed, self.ctx, log=self.log if config.fit_crop else None)
         val_set = batch_sources.open_dataset(config.val, "val", config.T, None, False, config.seed, self.ctx)
         info = val_set.info
         if min(info.H, info.W) < MIN_METRIC_SIDE:  # found at the first validation otherwise, as a traceback
